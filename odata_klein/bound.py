@@ -1,0 +1,107 @@
+"""
+Bound expressions: a syntax tree checked against the model.
+
+Binding (`odata_klein.binder`) resolves every name to a property of the model,
+every alias to its value, and gives every node its Edm type; evaluation
+(`odata_klein.evaluate`) and providers' push-down read only these nodes.
+Types are qualified names (``"Edm.Decimal"``, ``"ClickTime.CustomFields"``);
+``None`` is the type of ``null``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Union
+
+
+@dataclass(frozen=True)
+class BoundLiteral:
+    value: object
+    type: Optional[str]
+
+
+@dataclass(frozen=True)
+class BoundProperty:
+    """
+    A property reached from the current instance (or from a lambda variable):
+    ``path=("Job", "Client", "Name")`` walks navigation properties ``Job`` and
+    ``Client`` and reads ``Name``.  ``navigation`` says, for each step but the
+    last, that it is a navigation property (True) or a complex property (False).
+    ``collection`` is True when the value is a collection (a collection
+    property, or a path through a collection-valued navigation property).
+    ``variable`` names the lambda variable the path starts from, None for ``$it``.
+    """
+
+    path: tuple[str, ...]
+    type: str
+    navigation: tuple[bool, ...] = ()
+    collection: bool = False
+    variable: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class BoundBinary:
+    """``op``: eq ne gt ge lt le and or has add sub mul div divby mod."""
+
+    op: str
+    left: "BoundExpr"
+    right: "BoundExpr"
+    type: Optional[str]
+
+
+@dataclass(frozen=True)
+class BoundUnary:
+    """``op``: ``not`` or ``-``."""
+
+    op: str
+    operand: "BoundExpr"
+    type: Optional[str]
+
+
+@dataclass(frozen=True)
+class BoundIn:
+    operand: "BoundExpr"
+    values: tuple["BoundExpr", ...]
+    type: str = "Edm.Boolean"
+
+
+@dataclass(frozen=True)
+class BoundCall:
+    """A canonical function; ``name`` lower case; ``cast``/``isof`` take a type name literal."""
+
+    name: str
+    args: tuple["BoundExpr", ...]
+    type: Optional[str]
+
+
+@dataclass(frozen=True)
+class BoundLambda:
+    """``collection/any(variable: predicate)``; ``predicate`` None for ``any()``."""
+
+    collection: BoundProperty
+    kind: str
+    variable: Optional[str]
+    predicate: Optional["BoundExpr"]
+    type: str = "Edm.Boolean"
+
+
+BoundExpr = Union[
+    BoundLiteral, BoundProperty, BoundBinary, BoundUnary, BoundIn, BoundCall, BoundLambda
+]
+
+
+def conjuncts(expr: Optional[BoundExpr]) -> list[BoundExpr]:
+    """Split ``a and (b and c)`` into ``[a, b, c]``; None gives ``[]``."""
+    if expr is None:
+        return []
+    if isinstance(expr, BoundBinary) and expr.op == "and":
+        return conjuncts(expr.left) + conjuncts(expr.right)
+    return [expr]
+
+
+def conjunction(parts: list[BoundExpr]) -> Optional[BoundExpr]:
+    """The inverse of `conjuncts`: None for an empty list."""
+    result: Optional[BoundExpr] = None
+    for part in parts:
+        result = part if result is None else BoundBinary("and", result, part, "Edm.Boolean")
+    return result
