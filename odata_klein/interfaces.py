@@ -47,6 +47,9 @@ class NavigationSource:
     entity_set: str
     key: Mapping[str, Any]
     navigation_property: str
+    # The source entity as the engine read it, so that a provider can derive
+    # the related rows from its values without reading it again.
+    row: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -155,14 +158,32 @@ class IProvider(Interface):
         """Release pooled connections; a Deferred or None."""
 
 
+@dataclass(frozen=True)
+class RunningProvider:
+    """A started provider, what to tell the administrator, and how to stop it."""
+
+    provider: IProvider
+    announcements: Sequence[str] = ()
+
+
 class IProviderFactory(Interface):
-    """The plugin object: found by `twisted.plugin.getPlugins`."""
+    """
+    The plugin object, found by `twisted.plugin.getPlugins` in the
+    ``odata_klein_plugins`` package.
+    """
 
-    name = Attribute("str: the provider's name, used in command names and logs")
+    name = Attribute("str: the provider's name, as in 'twist odata --provider NAME'")
     description = Attribute("str: one line for --help")
+    option_parameters = Attribute(
+        "Sequence of usage.Options optParameters entries: the provider's own options"
+    )
+    option_flags = Attribute("Sequence of usage.Options optFlags entries")
 
-    def build(options: Mapping[str, Any]) -> IProvider:
-        """A provider configured with service options (upstream URL, page size...)."""
+    def start(reactor: Any, options: Mapping[str, Any]) -> Any:
+        """
+        A Deferred (or coroutine) firing with a `RunningProvider` configured
+        from the command-line options; ``provider.close()`` stops all it started.
+        """
 
 
 __all__ = [
@@ -178,5 +199,6 @@ __all__ = [
     "IProviderSession",
     "IProvider",
     "IProviderFactory",
+    "RunningProvider",
     "Model",
 ]

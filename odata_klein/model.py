@@ -123,6 +123,13 @@ class EntityType:
     open: bool = False
     description: Optional[str] = None
 
+    @property
+    def key_properties(self) -> tuple[Property, ...]:
+        found = tuple(p for p in self.properties if p.name in self.key)
+        return tuple(sorted(found, key=lambda p: self.key.index(p.name)))
+
+    # Defined after every use of the builtin @property in this class body,
+    # which this method shadows from here on.
     def property(self, name: str) -> Optional[Property]:
         for prop in self.properties:
             if prop.name == name:
@@ -135,10 +142,6 @@ class EntityType:
                 return nav
         return None
 
-    @property
-    def key_properties(self) -> tuple[Property, ...]:
-        found = tuple(p for p in self.properties if p.name in self.key)
-        return tuple(sorted(found, key=lambda p: self.key.index(p.name)))
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,61 @@
+"""
+gzip response encoding that keeps streamed responses flowing.
+
+Twisted's own ``GzipEncoderFactory`` compresses at level 9 and lets zlib hold
+output back until its buffer fills, so the first entities of a streamed
+response could wait behind the rest.  This encoder compresses at a moderate
+level and flushes each written chunk, and it reads ``Accept-Encoding`` with
+its quality values.
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import Optional
+
+from twisted.web.iweb import IRequest, _IRequestEncoder, _IRequestEncoderFactory
+from zope.interface import implementer
+
+
+def accepts_gzip(accept_encoding: str) -> bool:
+    for item in accept_encoding.split(","):
+        coding, _, params = item.strip().partition(";")
+        if coding.strip().lower() not in ("gzip", "x-gzip"):
+            continue
+        quality = 1.0
+        for param in params.split(";"):
+            key, _, value = param.partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        return quality > 0
+    return False
+
+
+@implementer(_IRequestEncoder)
+class _FlushingGzipEncoder:
+    def __init__(self, level: int) -> None:
+        # wbits 16+MAX_WBITS: a gzip header and trailer, not a bare zlib stream.
+        self._compressor = zlib.compressobj(level, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+
+    def encode(self, data: bytes) -> bytes:
+        return self._compressor.compress(data) + self._compressor.flush(zlib.Z_SYNC_FLUSH)
+
+    def finish(self) -> bytes:
+        return self._compressor.flush(zlib.Z_FINISH)
+
+
+@implementer(_IRequestEncoderFactory)
+class StreamingGzipEncoderFactory:
+    def __init__(self, level: int = 6) -> None:
+        self._level = level
+
+    def encoderForRequest(self, request: IRequest) -> Optional[_FlushingGzipEncoder]:
+        request.responseHeaders.addRawHeader(b"Vary", b"Accept-Encoding")
+        accept = b",".join(request.requestHeaders.getRawHeaders(b"Accept-Encoding", []))
+        if not accepts_gzip(accept.decode("latin-1")):
+            return None
+        request.responseHeaders.setRawHeaders(b"Content-Encoding", [b"gzip"])
+        return _FlushingGzipEncoder(self._level)

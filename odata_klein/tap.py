@@ -1,0 +1,148 @@
+"""
+``twist`` service makers for OData providers.
+
+`ProviderServiceMaker` is what a ``twisted/plugins`` drop-in instantiates: it
+finds the provider factory through the plugin system when the command runs,
+adds the provider's own options to the service's, and starts both.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, Mapping, Optional, Sequence
+
+from twisted.application.service import IServiceMaker, Service
+from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.interfaces import IListeningPort
+from twisted.logger import Logger
+from twisted.plugin import IPlugin
+from twisted.python import usage
+from zope.interface import implementer
+
+from .interfaces import IProviderFactory, RunningProvider
+from .plugins import find_provider_factory
+
+_log = Logger()
+
+
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise ValueError("must be a positive whole number")
+    return number
+
+
+_positive_int.coerceDoc = "A positive whole number."  # type: ignore[attr-defined]
+
+
+def options_for(factory: IProviderFactory) -> type[usage.Options]:
+    class ProviderOptions(usage.Options):
+        synopsis = f"[options]\n\n{factory.description}"
+        optParameters = [
+            [
+                "listen", "l", "tcp:8080",
+                "Where to listen, as a Twisted endpoint string: tcp:8080, "
+                "tcp:8080:interface=127.0.0.1, or ssl:8443:privateKey=key.pem:certKey=cert.pem for TLS.",
+            ],
+            ["page-size", None, 5000, "Entities per OData page (clients may ask for fewer or more).", _positive_int],
+            [
+                "public-url", None, None,
+                "The service root as clients reach it (https://odata.example.com/), when a proxy "
+                "changes host or scheme; links in responses use it.",
+            ],
+            *factory.option_parameters,
+        ]
+        optFlags = [*factory.option_flags]
+
+    return ProviderOptions
+
+
+class ODataServerService(Service):
+    """Starts the provider, then listens; stops both."""
+
+    def __init__(self, reactor: Any, factory: IProviderFactory, options: Mapping[str, Any]) -> None:
+        self._reactor = reactor
+        self._factory = factory
+        self._options = options
+        self._running: Optional[RunningProvider] = None
+        self._port: Optional[IListeningPort] = None
+        self._starting: Optional[Deferred[None]] = None
+
+    def startService(self) -> None:
+        super().startService()
+        self._starting = ensureDeferred(self._start())
+        self._starting.addErrback(self._failed_to_start)
+
+    async def _start(self) -> None:
+        from twisted.internet.endpoints import serverFromString
+
+        from .service import ODataService
+
+        self._running = await self._factory.start(self._reactor, self._options)
+        service = ODataService(
+            self._running.provider,
+            page_size=self._options["page-size"],
+            public_url=self._options["public-url"],
+        )
+        endpoint = serverFromString(self._reactor, self._options["listen"])
+        self._port = await endpoint.listen(service.site())
+        root = self._options["public-url"] or _root_url(self._options["listen"], self._port)
+        announce([f"OData service: {root}", f"Console:       {root}console", *self._running.announcements])
+
+    def _failed_to_start(self, failure: Any) -> None:
+        _log.failure("the OData service could not start", failure)
+        self._reactor.stop()
+
+    async def _stop(self) -> None:
+        if self._starting is not None:
+            await self._starting
+        if self._port is not None:
+            await self._port.stopListening()
+        if self._running is not None:
+            await self._running.provider.close()
+
+    def stopService(self) -> Deferred[None]:
+        super().stopService()
+        return ensureDeferred(self._stop())
+
+
+def _root_url(listen: str, port: IListeningPort) -> str:
+    address = port.getHost()
+    scheme = "https" if listen.lower().startswith(("ssl:", "tls:")) else "http"
+    host = getattr(address, "host", "localhost")
+    if host in ("0.0.0.0", "::", ""):
+        host = "localhost"
+    elif ":" in host:
+        host = f"[{host}]"
+    return f"{scheme}://{host}:{address.port}/"
+
+
+def announce(lines: Sequence[str]) -> None:
+    """
+    Tell the administrator, on the terminal itself: ``twist`` routes
+    ``sys.stdout`` into the log, and what is announced (demo tokens) is for
+    the person at the terminal, not for log files.
+    """
+    terminal = sys.__stdout__
+    if terminal is not None:
+        terminal.write("\n".join(lines) + "\n")
+        terminal.flush()
+
+
+@implementer(IServiceMaker, IPlugin)
+class ProviderServiceMaker:
+    """A ``twist`` subcommand serving one provider."""
+
+    def __init__(self, tapname: str, provider: str, description: str) -> None:
+        self.tapname = tapname
+        self.description = description
+        self._provider = provider
+
+    @property
+    def options(self) -> type[usage.Options]:
+        return options_for(find_provider_factory(self._provider))
+
+    def makeService(self, options: Mapping[str, Any]) -> Service:
+        from twisted.internet import reactor
+
+        return ODataServerService(reactor, find_provider_factory(self._provider), options)

@@ -1,0 +1,1 @@
+"""The ClickTime provider: OData over the ClickTime REST API v2."""

@@ -1,0 +1,106 @@
+"""
+The ClickTime provider plugin: its command-line options and how it starts.
+
+With ``--demo`` it starts the ClickTime simulator in the same process on a
+loopback port, filled with a generated company, and points the provider at
+it, so the service can be tried without a ClickTime account.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Optional
+
+from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.plugin import IPlugin
+from zope.interface import implementer
+
+from odata_klein.interfaces import IProviderFactory, RunningProvider
+
+from .client import ClickTimeClient
+from .provider import BASIC_USER, ClickTimeProvider
+
+DEFAULT_UPSTREAM = "https://api.clicktime.com/v2"
+DEFAULT_DEMO_ENTRIES = 20_000
+
+
+def _entries(value: str) -> int:
+    number = int(value)
+    if number < 0:
+        raise ValueError("must be zero or more")
+    return number
+
+
+_entries.coerceDoc = "A whole number, zero or more."  # type: ignore[attr-defined]
+
+
+class _DemoProvider(ClickTimeProvider):
+    """A provider that also stops the simulator it was started with."""
+
+    def __init__(self, *args: Any, stop_simulator: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._stop_simulator = stop_simulator
+
+    def close(self) -> Deferred[None]:
+        async def close_both() -> None:
+            await super(_DemoProvider, self).close()
+            await self._stop_simulator()
+
+        return ensureDeferred(close_both())
+
+
+@implementer(IPlugin, IProviderFactory)
+class ClickTimeProviderFactory:
+    name = "clicktime"
+    description = (
+        "Serves ClickTime (TimeEntries, Users, Jobs, Clients, Tasks, Divisions, Timesheets) as OData. "
+        f"Clients sign in with user name '{BASIC_USER}' and their ClickTime API token as the password."
+    )
+    option_parameters = [
+        ["upstream", None, DEFAULT_UPSTREAM, "The ClickTime REST API v2 base URL."],
+        [
+            "demo-entries", None, DEFAULT_DEMO_ENTRIES,
+            "With --demo: how many time entries the generated company has (the same number gives the same data).",
+            _entries,
+        ],
+        ["demo-admin-token", None, None, "With --demo: the ADMIN user's token (default: generated)."],
+        ["demo-standard-token", None, None, "With --demo: a STANDARD user's token (default: generated)."],
+    ]
+    option_flags = [
+        [
+            "demo", None,
+            "Serve a generated demo company from a built-in ClickTime simulator instead of --upstream "
+            "(no ClickTime account needed); prints demo tokens.",
+        ],
+    ]
+
+    def start(self, reactor: Any, options: Mapping[str, Any]) -> Deferred[RunningProvider]:
+        return ensureDeferred(self._start(reactor, options))
+
+    async def _start(self, reactor: Any, options: Mapping[str, Any]) -> RunningProvider:
+        if not options.get("demo"):
+            client = ClickTimeClient(reactor, options.get("upstream") or DEFAULT_UPSTREAM)
+            return RunningProvider(ClickTimeProvider(reactor, client))
+        from .simulator import generate_company, start_simulator
+
+        company = generate_company(
+            entries=options.get("demo-entries", DEFAULT_DEMO_ENTRIES),
+            admin_token=_optional(options.get("demo-admin-token")),
+            standard_token=_optional(options.get("demo-standard-token")),
+        )
+        simulator = await start_simulator(reactor, company)
+        client = ClickTimeClient(reactor, simulator.base_url)
+        provider = _DemoProvider(reactor, client, stop_simulator=simulator.stop)
+        return RunningProvider(
+            provider,
+            announcements=(
+                f"Demo ClickTime simulator: {simulator.base_url} "
+                f"({len(company.time_entries)} time entries, {len(company.users)} users)",
+                f"Sign in with user name '{BASIC_USER}' and one of these tokens as the password:",
+                f"  ADMIN demo token:    {company.admin_token}",
+                f"  STANDARD demo token: {company.standard_token}",
+            ),
+        )
+
+
+def _optional(value: Optional[str]) -> Optional[str]:
+    return value or None

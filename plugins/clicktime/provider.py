@@ -1,0 +1,368 @@
+"""
+The ClickTime provider: OData entity sets over ClickTime's REST API v2.
+
+Each request opens a session with the caller's ClickTime API token.  What a
+caller may see decides the model it gets and the endpoints used: a STANDARD
+user reads time entries and timesheets through ``/Me/...`` and never sees
+billing or cost rates.  That knowledge (the caller's ``/Me`` record and the
+company's custom field definitions) is cached per token for a short time,
+keyed by a digest of the token, so that one caller's cache never answers
+another.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator, Callable, Coroutine, Mapping, Optional
+from urllib.parse import quote
+
+from twisted.internet.defer import Deferred, ensureDeferred, succeed
+from twisted.python.failure import Failure
+from twisted.internet.interfaces import IReactorTime
+from zope.interface import implementer
+
+from odata_klein.bound import (
+    BoundBinary,
+    BoundExpr,
+    BoundLiteral,
+    BoundProperty,
+    conjunction,
+)
+from odata_klein.errors import BadRequest, Forbidden, NotFound, NotImplementedYet, Unauthorized
+from odata_klein.interfaces import (
+    Credentials,
+    IProvider,
+    IProviderSession,
+    IQueryResult,
+    ProviderQuery,
+    RowBatch,
+    Trace,
+)
+from odata_klein.model import Model
+
+from .client import ClickTimeClient
+from .pushdown import Pushdown, plan_pushdown
+from .rows import RowConverter
+from .schema import (
+    NAMESPACE,
+    SET_INFO,
+    CustomFieldDefinition,
+    EntitySetInfo,
+    build_model,
+    entity_type_for_definition,
+)
+
+BASIC_USER = "clicktime"
+_MAX_CURSOR = 10**9
+
+
+@dataclass(frozen=True)
+class Caller:
+    """What the provider knows about one token's user."""
+
+    user_id: str
+    security_level: str
+    model: Model
+    converters: Mapping[str, RowConverter]
+
+    @property
+    def sees_own_records_only(self) -> bool:
+        return self.security_level.upper() == "STANDARD"
+
+
+def token_from(credentials: Optional[Credentials]) -> str:
+    if credentials is None:
+        raise Unauthorized(
+            f"sign in with user name '{BASIC_USER}' and your ClickTime API token as the password"
+        )
+    if credentials.scheme == "basic" and (credentials.user or "").lower() != BASIC_USER:
+        raise Unauthorized(f"the user name must be '{BASIC_USER}'; the password is your ClickTime API token")
+    if not credentials.secret.strip():
+        raise Unauthorized("the ClickTime API token is empty")
+    return credentials.secret.strip()
+
+
+def _definitions(records: list[Mapping[str, Any]]) -> list[CustomFieldDefinition]:
+    found = []
+    for record in records:
+        entity_type = entity_type_for_definition(str(record.get("EntityType") or ""))
+        name = record.get("Name")
+        if entity_type is None or not isinstance(name, str) or not name:
+            continue
+        found.append(
+            CustomFieldDefinition(
+                entity_type=entity_type,
+                name=name,
+                display_name=str(record.get("DisplayName") or name),
+                data_type=str(record.get("DataType") or "text"),
+            )
+        )
+    return found
+
+
+@dataclass
+class _CacheEntry:
+    expires: float
+    value: Optional[Caller] = None
+    waiters: list[Deferred[Caller]] = field(default_factory=list)
+
+
+class _CallerCache:
+    """Per-token `Caller` records for ``ttl`` seconds; concurrent requests share one lookup."""
+
+    def __init__(self, clock: IReactorTime, ttl: float, capacity: int) -> None:
+        self._clock = clock
+        self._ttl = ttl
+        self._capacity = capacity
+        self._entries: dict[bytes, _CacheEntry] = {}
+
+    def get(self, token: str, load: Callable[[], Coroutine[Any, Any, Caller]]) -> Deferred[Caller]:
+        key = hashlib.sha256(token.encode("utf-8")).digest()
+        now = self._clock.seconds()
+        entry = self._entries.get(key)
+        if entry is None or entry.expires <= now:
+            self._evict(now)
+            entry = self._entries[key] = _CacheEntry(now + self._ttl)
+            ensureDeferred(load()).addCallbacks(
+                lambda caller: self._settle(key, entry, caller, None),
+                lambda failure: self._settle(key, entry, None, failure),
+            )
+        if entry.value is not None:
+            return succeed(entry.value)
+        waiter: Deferred[Caller] = Deferred()
+        entry.waiters.append(waiter)
+        return waiter
+
+    def _settle(self, key: bytes, entry: _CacheEntry, caller: Optional[Caller], failure: Optional[Failure]) -> None:
+        if caller is not None:
+            entry.value = caller
+        elif self._entries.get(key) is entry:
+            # A failed lookup (rejected token, upstream down) must not stick.
+            del self._entries[key]
+        waiters, entry.waiters = entry.waiters, []
+        for waiter in waiters:
+            if caller is not None:
+                waiter.callback(caller)
+            else:
+                waiter.errback(failure)
+
+    def _evict(self, now: float) -> None:
+        for key in [k for k, entry in self._entries.items() if entry.expires <= now]:
+            del self._entries[key]
+        while len(self._entries) >= self._capacity:
+            del self._entries[next(iter(self._entries))]
+
+
+@implementer(IProvider)
+class ClickTimeProvider:
+    realm = "ClickTime OData"
+
+    def __init__(
+        self,
+        clock: IReactorTime,
+        client: ClickTimeClient,
+        *,
+        caller_ttl: float = 300.0,
+        caller_capacity: int = 1000,
+    ) -> None:
+        self._client = client
+        self._callers = _CallerCache(clock, caller_ttl, caller_capacity)
+
+    def open_session(self, credentials: Optional[Credentials], trace: Trace) -> "ClickTimeSession":
+        return ClickTimeSession(self._client, self._callers, token_from(credentials), trace)
+
+    def close(self) -> Deferred[None]:
+        return self._client.close()
+
+
+@implementer(IProviderSession)
+class ClickTimeSession:
+    def __init__(self, client: ClickTimeClient, callers: _CallerCache, token: str, trace: Trace) -> None:
+        self._client = client
+        self._callers = callers
+        self._token = token
+        self._trace = trace
+
+    def __repr__(self) -> str:
+        return "<ClickTimeSession>"
+
+    async def _load_caller(self) -> Caller:
+        me_request = ensureDeferred(self._client.get_one(self._token, "/Me", self._trace))
+        definitions_request = ensureDeferred(self._read_definitions())
+        me = await me_request
+        records = await definitions_request
+        level = str(me.get("SecurityLevel") or "STANDARD")
+        definitions = _definitions(records)
+        model = build_model(definitions, sees_rates=level.upper() != "STANDARD")
+        converters = {}
+        for entity_set in model.entity_sets:
+            entity_type = model.type_of(entity_set)
+            converters[entity_set.name] = RowConverter(
+                entity_type, [d for d in definitions if d.entity_type == entity_type.name]
+            )
+        return Caller(str(me.get("ID") or ""), level, model, converters)
+
+    async def _read_definitions(self) -> list[Mapping[str, Any]]:
+        records: list[Mapping[str, Any]] = []
+        pages = self._client.pages(self._token, "/CustomFieldDefinitions", page_limit=1000, trace=self._trace)
+        try:
+            async for page in pages:
+                records.extend(page.rows)
+        except Forbidden:
+            # Users who may not read definitions still get CustomFields as JSON.
+            return []
+        finally:
+            await pages.aclose()  # type: ignore[attr-defined]
+        return records
+
+    async def caller(self) -> Caller:
+        return await self._callers.get(self._token, self._load_caller)
+
+    async def model(self) -> Model:
+        return (await self.caller()).model
+
+    async def query(self, query: ProviderQuery) -> "ClickTimeResult":
+        caller = await self.caller()
+        info = SET_INFO[query.entity_set]
+        resume = _validated_cursor(query.resume)
+        filter_ = query.filter
+        if query.parent is not None:
+            return self._navigation(caller, query, resume)
+        own = info.own_records_only and caller.sees_own_records_only
+        single_id = _timesheet_key(info, filter_) if not own else None
+        if single_id is not None:
+            path = f"/Timesheets/{quote(single_id, safe='')}"
+            return ClickTimeResult(self, caller, info, path, Pushdown(residual=filter_), resume, None, single=True)
+        plan = plan_pushdown(info.set_name, filter_, own_scope=own)
+        self._trace.pushed_down.extend(plan.applied)
+        path = ("/Me/" if own else "/") + info.endpoint
+        max_rows = query.limit if plan.residual is None else None
+        return ClickTimeResult(self, caller, info, path, plan, resume, max_rows)
+
+    def _navigation(self, caller: Caller, query: ProviderQuery, resume: int) -> "ClickTimeResult":
+        parent = query.parent
+        assert parent is not None
+        if (parent.entity_set, parent.navigation_property) != ("Timesheets", "TimeEntries"):
+            raise NotImplementedYet(f"{parent.entity_set}/{parent.navigation_property} is not supported")
+        info = SET_INFO["TimeEntries"]
+        if not caller.sees_own_records_only:
+            path = f"/Timesheets/{quote(str(parent.key['ID']), safe='')}/TimeEntries"
+            return ClickTimeResult(
+                self, caller, info, path, Pushdown(residual=query.filter), resume, None, unpaged=True
+            )
+        # /Me has no timesheet entries endpoint: a timesheet's entries are its
+        # user's entries within its period, which /Me/TimeEntries can filter.
+        period = _period_filter(parent.row.get("StartDate"), parent.row.get("EndDate"))
+        combined = conjunction([f for f in (query.filter, period) if f is not None])
+        plan = plan_pushdown(info.set_name, combined, own_scope=True)
+        self._trace.pushed_down.extend(plan.applied)
+        return ClickTimeResult(self, caller, info, "/Me/TimeEntries", plan, resume, None)
+
+    # Used by ClickTimeResult; kept here so the token stays in one object.
+    def pages(self, path: str, params: list[tuple[str, str]], offset: int, page_limit: int, max_rows: Optional[int]) -> AsyncIterator[Any]:
+        return self._client.pages(
+            self._token, path, params, offset=offset, page_limit=page_limit, max_rows=max_rows, trace=self._trace
+        )
+
+    async def get(self, path: str, params: list[tuple[str, str]]) -> dict[str, Any]:
+        return await self._client.get(self._token, path, params, self._trace)
+
+
+def _validated_cursor(cursor: Any) -> int:
+    if cursor is None:
+        return 0
+    if type(cursor) is not int or not 0 <= cursor <= _MAX_CURSOR:
+        raise BadRequest("$skiptoken does not belong to this entity set", target="$skiptoken")
+    return cursor
+
+
+def _timesheet_key(info: EntitySetInfo, filter_: Optional[BoundExpr]) -> Optional[str]:
+    """ClickTime lists timesheets without an ID filter: a key lookup becomes a single GET."""
+    if info.set_name != "Timesheets" or not isinstance(filter_, BoundBinary) or filter_.op != "eq":
+        return None
+    left, right = filter_.left, filter_.right
+    if isinstance(left, BoundProperty) and left.path == ("ID",) and isinstance(right, BoundLiteral):
+        return right.value if isinstance(right.value, str) else None
+    return None
+
+
+def _period_filter(start: Any, end: Any) -> Optional[BoundExpr]:
+    if not isinstance(start, datetime.date) or not isinstance(end, datetime.date):
+        return None
+    date = BoundProperty(("Date",), "Edm.Date")
+    return BoundBinary(
+        "and",
+        BoundBinary("ge", date, BoundLiteral(start, "Edm.Date"), "Edm.Boolean"),
+        BoundBinary("le", date, BoundLiteral(end, "Edm.Date"), "Edm.Boolean"),
+        "Edm.Boolean",
+    )
+
+
+@implementer(IQueryResult)
+class ClickTimeResult:
+    def __init__(
+        self,
+        session: ClickTimeSession,
+        caller: Caller,
+        info: EntitySetInfo,
+        path: str,
+        plan: Pushdown,
+        resume: int,
+        max_rows: Optional[int],
+        *,
+        single: bool = False,
+        unpaged: bool = False,
+    ) -> None:
+        self._session = session
+        self._converter = caller.converters[info.set_name]
+        self._info = info
+        self._path = path
+        self._plan = plan
+        self._resume = resume
+        self._max_rows = max_rows
+        self._single = single
+        self._unpaged = unpaged
+        self.residual = plan.residual
+
+    async def batches(self) -> AsyncIterator[RowBatch]:
+        if self._plan.matches_nothing:
+            return
+        if self._single or self._unpaged:
+            records = await self._whole()
+            rows = [self._converter.convert(r) for r in records[self._resume:]]
+            yield RowBatch(rows, range(self._resume + 1, self._resume + 1 + len(rows)))
+            return
+        pages = self._session.pages(
+            self._path, self._plan.params, self._resume, self._info.page_limit, self._max_rows
+        )
+        try:
+            async for page in pages:
+                convert = self._converter.convert
+                rows = [convert(record) for record in page.rows]
+                yield RowBatch(rows, range(page.offset + 1, page.offset + 1 + len(rows)))
+        finally:
+            await pages.aclose()
+
+    async def _whole(self) -> list[Any]:
+        try:
+            data = (await self._session.get(self._path, []))["data"]
+        except NotFound:
+            return []
+        if self._single:
+            return [data] if isinstance(data, dict) else []
+        return data if isinstance(data, list) else []
+
+    async def count(self) -> Optional[int]:
+        if self._plan.matches_nothing:
+            return 0
+        if self._single or self._unpaged:
+            return None
+        envelope = await self._session.get(self._path, [*self._plan.params, ("limit", "1"), ("offset", "0")])
+        page = envelope.get("page")
+        count = page.get("count") if isinstance(page, Mapping) else None
+        return count if type(count) is int else None
+
+
+__all__ = ["ClickTimeProvider", "ClickTimeSession", "Caller", "token_from", "BASIC_USER", "NAMESPACE"]
