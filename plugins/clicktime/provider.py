@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Callable, Coroutine, Mapping, Optional
 from urllib.parse import quote
 
-from twisted.internet.defer import Deferred, ensureDeferred, succeed
+from twisted.internet.defer import Deferred, DeferredList, ensureDeferred, succeed
 from twisted.python.failure import Failure
 from twisted.internet.interfaces import IReactorTime
 from zope.interface import implementer
@@ -189,10 +189,17 @@ class ClickTimeSession:
         return "<ClickTimeSession>"
 
     async def _load_caller(self) -> Caller:
-        me_request = ensureDeferred(self._client.get_one(self._token, "/Me", self._trace))
-        definitions_request = ensureDeferred(self._read_definitions())
-        me = await me_request
-        records = await definitions_request
+        # Both at once; when one fails the other's failure is consumed here too.
+        (me_ok, me), (records_ok, records) = await DeferredList(
+            [
+                ensureDeferred(self._client.get_one(self._token, "/Me", self._trace)),
+                ensureDeferred(self._read_definitions()),
+            ],
+            consumeErrors=True,
+        )
+        for ok, outcome in ((me_ok, me), (records_ok, records)):
+            if not ok:
+                outcome.raiseException()
         level = str(me.get("SecurityLevel") or "STANDARD")
         definitions = _definitions(records)
         model = build_model(definitions, sees_rates=level.upper() != "STANDARD")

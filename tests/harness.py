@@ -1,0 +1,138 @@
+"""
+The real stack for tests: the ClickTime simulator and the OData service, each
+listening on a loopback port, talked to over HTTP with treq.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Optional
+
+import treq
+from twisted.internet import reactor
+from twisted.internet.interfaces import IListeningPort
+from twisted.logger import ILogObserver, globalLogPublisher, formatEvent
+from zope.interface import implementer
+
+from odata_klein.service import ODataService
+from odata_klein_plugins.clicktime.client import ClickTimeClient
+from odata_klein_plugins.clicktime.provider import ClickTimeProvider
+from odata_klein_plugins.clicktime.simulator import Company, generate_company, start_simulator
+
+ADMIN_TOKEN = "test-admin-token-0123456789"
+STANDARD_TOKEN = "test-standard-token-9876543210"
+
+POWER_BI_HEADERS = {
+    "User-Agent": "Microsoft.Data.Mashup (https://go.microsoft.com/fwlink/?LinkID=304225)",
+    "Accept-Encoding": "gzip, deflate",
+    "OData-MaxVersion": "4.0",
+    "MaxDataServiceVersion": "3.0",
+    "Accept": (
+        "application/json;odata.metadata=minimal;q=1.0, application/json;odata=minimalmetadata;q=0.9, "
+        "application/atomsvc+xml;q=0.8, application/atom+xml;q=0.8, application/xml;q=0.7, text/plain;q=0.7"
+    ),
+}
+
+
+def small_company(entries: int = 2500) -> Company:
+    return generate_company(entries=entries, seed=7, admin_token=ADMIN_TOKEN, standard_token=STANDARD_TOKEN)
+
+
+def basic(token: str, user: str = "clicktime") -> str:
+    return "Basic " + base64.b64encode(f"{user}:{token}".encode()).decode()
+
+
+@dataclass
+class Reply:
+    code: int
+    headers: Mapping[bytes, list[bytes]]
+    body: bytes
+
+    def header(self, name: str) -> Optional[str]:
+        values = self.headers.get(name.lower().encode())
+        return values[0].decode() if values else None
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclass
+class Stack:
+    company: Company
+    simulator: Any
+    provider: ClickTimeProvider
+    port: IListeningPort
+    url: str
+
+    async def get(
+        self,
+        path_or_url: str,
+        token: Optional[str] = ADMIN_TOKEN,
+        headers: Optional[Mapping[str, str]] = None,
+        method: str = "GET",
+    ) -> Reply:
+        url = path_or_url if path_or_url.startswith("http") else self.url + path_or_url.lstrip("/")
+        sent = dict(headers or {})
+        if token is not None and "Authorization" not in sent:
+            sent["Authorization"] = basic(token)
+        response = await treq.request(method, url.encode("ascii"), headers=sent, unbuffered=True)
+        body = await treq.content(response)
+        raw = {name.lower(): values for name, values in response.headers.getAllRawHeaders()}
+        return Reply(response.code, raw, body)
+
+    async def stop(self) -> None:
+        await self.port.stopListening()
+        await self.provider.close()
+        await self.simulator.stop()
+
+
+async def start_stack(
+    company: Optional[Company] = None,
+    *,
+    page_size: int = 1000,
+    timeout: float = 2.0,
+    deadline: float = 6.0,
+) -> Stack:
+    company = company or small_company()
+    simulator = await start_simulator(reactor, company)
+    client = ClickTimeClient(
+        reactor,
+        simulator.base_url,
+        timeout=timeout,
+        deadline=deadline,
+        max_attempts=3,
+        backoff=lambda attempt: 0.01,
+    )
+    provider = ClickTimeProvider(reactor, client)
+    service = ODataService(provider, page_size=page_size)
+    port = reactor.listenTCP(0, service.site(), interface="127.0.0.1")
+    return Stack(company, simulator, provider, port, f"http://127.0.0.1:{port.getHost().port}/")
+
+
+@implementer(ILogObserver)
+@dataclass
+class LogCapture:
+    """Every log event while active, formatted as text (tracebacks included)."""
+
+    lines: list[str] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        self.events.append(event)
+        self.lines.append(formatEvent(event) or "")
+        failure = event.get("log_failure")
+        if failure is not None:
+            self.lines.append(failure.getTraceback())
+
+    def __enter__(self) -> "LogCapture":
+        globalLogPublisher.addObserver(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        globalLogPublisher.removeObserver(self)
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines)
