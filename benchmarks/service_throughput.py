@@ -55,11 +55,18 @@ def start(command: list[str], ready: str) -> tuple[subprocess.Popen[str], str]:
 
 
 def stop(process: subprocess.Popen[str]) -> None:
-    process.send_signal(signal.SIGINT)
+    process.send_signal(signal.SIGTERM)
     try:
         process.wait(timeout=20)
     except subprocess.TimeoutExpired:
         process.kill()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time a process has used so far."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -113,7 +120,7 @@ async def measure(entries: int) -> dict[str, float]:
     )
     service_port = free_port()
     service, service_url = start(
-        ["twist", "odata-clicktime", "--listen", f"tcp:{service_port}:interface=127.0.0.1",
+        [sys.executable, "-m", "twisted", "odata-clicktime", "--listen", f"tcp:{service_port}:interface=127.0.0.1",
          "--upstream", base_url],
         r"OData service: (\S+)",
     )
@@ -124,8 +131,10 @@ async def measure(entries: int) -> dict[str, float]:
         upstream_rows = await read_upstream(base_url)
         upstream_seconds = time.perf_counter() - started
         started = time.perf_counter()
+        cpu_before = cpu_seconds(service.pid), cpu_seconds(simulator.pid), time.process_time()
         service_rows, pages = await read_service(service_url + "TimeEntries")
         service_seconds = time.perf_counter() - started
+        cpu_after = cpu_seconds(service.pid), cpu_seconds(simulator.pid), time.process_time()
         if service_rows != upstream_rows:
             raise RuntimeError(f"the service returned {service_rows} rows, the simulator holds {upstream_rows}")
         return {
@@ -135,6 +144,10 @@ async def measure(entries: int) -> dict[str, float]:
             "ratio": (service_rows / service_seconds) / (upstream_rows / upstream_seconds),
             "pages": pages,
             "peak_rss_mb": peak_rss_mb(service.pid),
+            "seconds": service_seconds,
+            "service_cpu": cpu_after[0] - cpu_before[0],
+            "simulator_cpu": cpu_after[1] - cpu_before[1],
+            "client_cpu": cpu_after[2] - cpu_before[2],
         }
     finally:
         stop(service)
@@ -150,6 +163,11 @@ async def main(reactor: Any, counts: list[int]) -> None:
             f"{entries:>8} entries: simulator {result['upstream_per_s']:>9,.0f}/s, "
             f"service {result['service_per_s']:>9,.0f}/s ({result['pages']:.0f} pages), "
             f"b/a {result['ratio']:.2f}, service peak RSS {result['peak_rss_mb']:.1f} MB",
+            flush=True,
+        )
+        print(
+            f"{'':>17}during (b), {result['seconds']:.1f} s: CPU seconds service {result['service_cpu']:.1f}, "
+            f"simulator {result['simulator_cpu']:.1f}, this client {result['client_cpu']:.1f}",
             flush=True,
         )
     if len(results) > 1:

@@ -59,26 +59,58 @@ def _format_decimal(value: Decimal) -> str:
     return str(value)
 
 
+class EncodedJsonObject(dict):  # type: ignore[type-arg]
+    """
+    A JSON object that keeps its encoded text, so that writing it again
+    (``CustomFields`` and ``CustomFieldsStr`` hold the same object) costs
+    nothing.  Treat it as read-only: the text does not follow changes.
+    """
+
+    __slots__ = ("text",)
+
+    def __init__(self, mapping: Mapping[str, Any]) -> None:
+        super().__init__(mapping)
+        self.text = _encode_object(self)
+
+
+def _encode_object(value: Mapping[Any, Any]) -> str:
+    return "{" + ",".join(f"{_encode_string(str(k))}:{encode_json_value(v)}" for k, v in value.items()) + "}"
+
+
+def _encode_array(value: Sequence[Any]) -> str:
+    return "[" + ",".join([encode_json_value(item) for item in value]) + "]"
+
+
+# Exact types first: rows hold these, and a dict lookup beats a chain of isinstance.
+_JSON_BY_TYPE: dict[type, ValueEncoder] = {
+    type(None): lambda value: "null",
+    bool: lambda value: "true" if value else "false",
+    str: _encode_string,
+    int: int.__repr__,
+    Decimal: _format_decimal,
+    float: _format_double,
+    dict: _encode_object,
+    EncodedJsonObject: lambda value: value.text,
+    list: _encode_array,
+    tuple: _encode_array,
+}
+
+
 def encode_json_value(value: Any) -> str:
     """Untyped or complex values (``CustomFields``): JSON as it is, decimals exact."""
-    if value is None:
-        return "null"
-    if value is True:
-        return "true"
-    if value is False:
-        return "false"
+    encode = _JSON_BY_TYPE.get(type(value))
+    if encode is not None:
+        return encode(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if isinstance(value, str):
         return _encode_string(value)
     if isinstance(value, int):
-        return str(value)
-    if isinstance(value, Decimal):
-        return _format_decimal(value)
-    if isinstance(value, float):
-        return _format_double(value)
+        return int.__repr__(value)
     if isinstance(value, Mapping):
-        return "{" + ",".join(f"{_encode_string(str(k))}:{encode_json_value(v)}" for k, v in value.items()) + "}"
+        return _encode_object(value)
     if isinstance(value, (list, tuple)):
-        return "[" + ",".join(encode_json_value(item) for item in value) + "]"
+        return _encode_array(value)
     if isinstance(value, datetime.datetime):
         return '"' + _format_datetime(value) + '"'
     if isinstance(value, (datetime.date, datetime.time)):
@@ -142,6 +174,27 @@ def _type_annotation(prop: Property, model: Model) -> Optional[str]:
     return f"#{short}"
 
 
+def _compile_fields_encoder(fields: Sequence[tuple[str, str, ValueEncoder]]) -> Callable[[Mapping[str, Any]], str]:
+    """
+    One straight-line function for a row's properties: the hot path of every
+    collection response, where a loop over fields costs more than the encoding.
+    Generated like ``dataclasses`` generates ``__init__``: names enter the
+    source only through ``repr``.
+    """
+    namespace: dict[str, Any] = {}
+    lines = ["def encode_fields(row):", "    get = row.get"]
+    pieces = []
+    for index, (name, prefix, encoder) in enumerate(fields):
+        namespace[f"encode_{index}"] = encoder
+        lines.append(f"    value_{index} = get({name!r})")
+        separator = "," if index else ""
+        pieces.append(repr(separator + prefix))
+        pieces.append(f"'null' if value_{index} is None else encode_{index}(value_{index})")
+    lines.append("    return ''.join((" + "".join(f"{piece}, " for piece in pieces) + "))")
+    exec("\n".join(lines), namespace)
+    return namespace["encode_fields"]  # type: ignore[no-any-return]
+
+
 class EntityEncoder:
     """Writes rows of one entity type as JSON objects at one metadata level."""
 
@@ -157,27 +210,27 @@ class EntityEncoder:
         self._entity_url = entity_url
         self._type_name = f"#{model.qualified(entity_type.name)}"
         self._navigation_names = [nav.name for nav in entity_type.navigation_properties]
-        self._fields: list[tuple[str, str, ValueEncoder]] = []
+        fields: list[tuple[str, str, ValueEncoder]] = []
         for prop in properties:
             prefix = _encode_string(prop.name) + ":"
             annotation = _type_annotation(prop, model) if self._full else None
             if annotation is not None:
                 prefix = f'{_encode_string(prop.name + "@odata.type")}:"{annotation}",' + prefix
-            self._fields.append((prop.name, prefix, property_encoder(prop, fmt)))
+            fields.append((prop.name, prefix, property_encoder(prop, fmt)))
+        self._encode_fields = _compile_fields_encoder(fields)
 
     def encode(self, row: Mapping[str, Any]) -> str:
-        parts = []
-        if self._full:
-            parts.append(f'"@odata.type":"{self._type_name}"')
-            if self._entity_url is not None:
-                url = self._entity_url(row)
-                parts.append(f'"@odata.id":{_encode_string(url)}')
-                parts.append(f'"@odata.readLink":{_encode_string(url)}')
-        get = row.get
-        for name, prefix, encode in self._fields:
-            value = get(name)
-            parts.append(prefix + ("null" if value is None else encode(value)))
-        if self._full and self._entity_url is not None:
+        if not self._full:
+            return "{" + self._encode_fields(row) + "}"
+        parts = [f'"@odata.type":"{self._type_name}"']
+        if self._entity_url is not None:
+            url = self._entity_url(row)
+            parts.append(f'"@odata.id":{_encode_string(url)}')
+            parts.append(f'"@odata.readLink":{_encode_string(url)}')
+        fields = self._encode_fields(row)
+        if fields:
+            parts.append(fields)
+        if self._entity_url is not None:
             base = self._entity_url(row)
             for nav in self._navigation_names:
                 parts.append(f'{_encode_string(nav + "@odata.navigationLink")}:{_encode_string(base + "/" + nav)}')

@@ -519,6 +519,8 @@ class ODataService:
 class ODataSite(Site):
     """A Site whose access log is the service's own (one line per request, with upstream counts)."""
 
+    noisy = False
+
     def log(self, request: Any) -> None:
         pass
 

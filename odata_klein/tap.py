@@ -87,7 +87,7 @@ class ODataServerService(Service):
         endpoint = serverFromString(self._reactor, self._options["listen"])
         self._port = await endpoint.listen(service.site())
         root = self._options["public-url"] or _root_url(self._options["listen"], self._port)
-        announce([f"OData service: {root}", f"Console:       {root}console", *self._running.announcements])
+        announce([f"OData service: {root}", *self._running.announcements])
 
     def _failed_to_start(self, failure: Any) -> None:
         _log.failure("the OData service could not start", failure)

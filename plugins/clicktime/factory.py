@@ -87,7 +87,7 @@ class ClickTimeProviderFactory:
             admin_token=_optional(options.get("demo-admin-token")),
             standard_token=_optional(options.get("demo-standard-token")),
         )
-        simulator = await start_simulator(reactor, company)
+        simulator = await start_simulator(reactor, company, access_log=False)
         client = ClickTimeClient(reactor, simulator.base_url)
         provider = _DemoProvider(reactor, client, stop_simulator=simulator.stop)
         return RunningProvider(

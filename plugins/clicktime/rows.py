@@ -16,7 +16,7 @@ from typing import Any, Callable, Mapping, Optional
 from odata_klein.errors import BadGateway, ErrorDetail
 from odata_klein.interfaces import Row
 from odata_klein.model import Edm, EntityType
-from odata_klein.serializer import encode_json_value
+from odata_klein.serializer import EncodedJsonObject
 
 from .schema import CUSTOM_FIELD_PREFIX, CUSTOM_FIELDS, CUSTOM_FIELDS_STR, CustomFieldDefinition
 
@@ -105,62 +105,89 @@ _CONVERTERS: Mapping[Edm, Converter] = {
 }
 
 
-def _unreadable(type_name: str, field: str, value: Any) -> BadGateway:
-    return BadGateway(
-        f"ClickTime sent a {type_name} record whose {field} is not readable",
-        details=[ErrorDetail("UnexpectedValue", f"{field}: {str(value)[:80]!r}", field)],
-    )
-
-
 class RowConverter:
+    """
+    Converts ClickTime records of one entity type.  ``convert`` is generated
+    as one straight-line function (names enter its source only through
+    ``repr``), because it runs for every row of every response.
+    """
+
     def __init__(self, entity_type: EntityType, definitions: list[CustomFieldDefinition]) -> None:
         self._type_name = entity_type.name
-        self._plain: list[tuple[str, Optional[Converter]]] = []
-        custom_names = {d.property_name: d for d in definitions}
-        self._custom: list[tuple[str, str, Converter]] = []
-        self._has_custom_fields = entity_type.property(CUSTOM_FIELDS) is not None
-        for prop in entity_type.properties:
+        custom_names = {d.property_name: d.name for d in definitions}
+        namespace: dict[str, Any] = {
+            "Mapping": Mapping,
+            "EncodedJsonObject": EncodedJsonObject,
+            "to_string": _to_string,
+            "Unreadable": _Unreadable,
+            "unreadable": self._unreadable,
+        }
+        lines = [
+            "def convert(record):",
+            "    if not isinstance(record, Mapping):",
+            "        raise unreadable(None, record)",
+            "    get = record.get",
+            "    field = None",
+            "    try:",
+        ]
+        values: list[str] = []
+        custom_lines: list[str] = []
+        has_custom = entity_type.property(CUSTOM_FIELDS) is not None
+        for index, prop in enumerate(entity_type.properties):
             if prop.name in (CUSTOM_FIELDS, CUSTOM_FIELDS_STR):
                 continue
             edm = prop.edm
             converter = _CONVERTERS.get(edm) if edm is not None else None
-            if prop.name.startswith(CUSTOM_FIELD_PREFIX) and prop.name in custom_names:
-                assert converter is not None
-                self._custom.append((prop.name, custom_names[prop.name].name, converter))
-            else:
-                # Strings need no conversion unless ClickTime sends something else.
-                self._plain.append((prop.name, None if edm is Edm.STRING else converter))
-
-    def convert(self, record: Mapping[str, Any]) -> Row:
-        if not isinstance(record, Mapping):
-            raise BadGateway(f"ClickTime sent a {self._type_name} record that is not an object")
-        row: Row = {}
-        get = record.get
-        for name, converter in self._plain:
-            value = get(name)
-            if value is None:
-                row[name] = None
-            elif converter is None:
-                row[name] = value if type(value) is str else self._convert(_to_string, name, value)
-            else:
-                row[name] = self._convert(converter, name, value)
-        if self._has_custom_fields:
-            custom = get(CUSTOM_FIELDS)
-            if custom is not None and not isinstance(custom, Mapping):
-                raise _unreadable(self._type_name, CUSTOM_FIELDS, custom)
-            row[CUSTOM_FIELDS] = custom
-            row[CUSTOM_FIELDS_STR] = None if custom is None else encode_json_value(custom)
-            for prop_name, field_name, converter in self._custom:
-                value = custom.get(field_name) if custom is not None else None
+            assert converter is not None, prop
+            namespace[f"convert_{index}"] = converter
+            if prop.name in custom_names:
+                field_name = custom_names[prop.name]
                 # An empty text is how ClickTime shows an unset non-text custom field.
-                if value is None or (value == "" and converter is not _to_string):
-                    row[prop_name] = None
-                else:
-                    row[prop_name] = self._convert(converter, f"{CUSTOM_FIELDS}/{field_name}", value)
-        return row
+                empty = "" if edm is Edm.STRING else " or value == ''"
+                custom_lines += [
+                    f"        field = {CUSTOM_FIELDS + '/' + field_name!r}",
+                    f"        value = custom.get({field_name!r}) if custom is not None else None",
+                    f"        value_{index} = None if value is None{empty} else convert_{index}(value)",
+                ]
+            elif edm is Edm.STRING:
+                lines += [
+                    f"        field = {prop.name!r}",
+                    f"        value = get({prop.name!r})",
+                    f"        value_{index} = value if value is None or type(value) is str else to_string(value)",
+                ]
+            else:
+                lines += [
+                    f"        field = {prop.name!r}",
+                    f"        value = get({prop.name!r})",
+                    f"        value_{index} = None if value is None else convert_{index}(value)",
+                ]
+            values.append(f"{prop.name!r}: value_{index}")
+        if has_custom:
+            lines += [
+                f"        field = {CUSTOM_FIELDS!r}",
+                f"        value = custom = get({CUSTOM_FIELDS!r})",
+                "        if custom is not None:",
+                "            if not isinstance(custom, Mapping):",
+                "                raise Unreadable(custom)",
+                "            custom = EncodedJsonObject(custom)",
+                *custom_lines,
+            ]
+            values += [
+                f"{CUSTOM_FIELDS!r}: custom",
+                f"{CUSTOM_FIELDS_STR!r}: None if custom is None else custom.text",
+            ]
+        lines += [
+            "    except Unreadable:",
+            "        raise unreadable(field, value)",
+            "    return {" + ", ".join(values) + "}",
+        ]
+        exec("\n".join(lines), namespace)
+        self.convert: Callable[[Mapping[str, Any]], Row] = namespace["convert"]
 
-    def _convert(self, converter: Converter, field: str, value: Any) -> Any:
-        try:
-            return converter(value)
-        except _Unreadable:
-            raise _unreadable(self._type_name, field, value)
+    def _unreadable(self, field: Optional[str], value: Any) -> BadGateway:
+        if field is None:
+            return BadGateway(f"ClickTime sent a {self._type_name} record that is not an object")
+        return BadGateway(
+            f"ClickTime sent a {self._type_name} record whose {field} is not readable",
+            details=[ErrorDetail("UnexpectedValue", f"{field}: {str(value)[:80]!r}", field)],
+        )

@@ -1256,12 +1256,26 @@ class RunningSimulator:
         return maybeDeferred(self.listening_port.stopListening).addCallback(lambda _: None)
 
 
+class _QuietSite(Site):
+    """A Site that writes no access log: inside the service (--demo) its lines would be noise."""
+
+    noisy = False
+
+    def log(self, request: object) -> None:
+        pass
+
+
 async def start_simulator(
-    reactor: IReactorCore, company: Company, endpoint: str = "tcp:0:interface=127.0.0.1"
+    reactor: IReactorCore,
+    company: Company,
+    endpoint: str = "tcp:0:interface=127.0.0.1",
+    *,
+    access_log: bool = True,
 ) -> RunningSimulator:
     """Serve ``company`` on a Twisted server endpoint string (port 0: any free port)."""
     simulator = Simulator(company, clock=reactor)  # type: ignore[arg-type]
-    port = await serverFromString(reactor, endpoint).listen(Site(simulator.resource()))
+    site = Site(simulator.resource()) if access_log else _QuietSite(simulator.resource())
+    port = await serverFromString(reactor, endpoint).listen(site)
     address = port.getHost()
     host = address.host if address.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
     if ":" in host:
