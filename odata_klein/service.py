@@ -152,7 +152,8 @@ class ODataService:
         try:
             await self._serve(exchange)
         except ClientGone:
-            pass
+            if exchange.stream is not None:
+                exchange.stream.release()
         except ODataError as error:
             self._fail(exchange, error)
         except Exception:
@@ -191,7 +192,7 @@ class ODataService:
             return
         request = exchange.request
         if exchange.stream is not None:
-            request.unregisterProducer()
+            exchange.stream.release()
         request.setResponseCode(error.status)
         for name, value in error.headers.items():
             request.setHeader(name, value)
@@ -400,7 +401,7 @@ class ODataService:
         more = False
         try:
             await writer.write(collection_start(context, count).encode("utf-8"))
-            while not more and take > 0 and (batch := await stream.next()) is not None:
+            while not more and take > 0 and (batch := await writer.guarded(stream.next())) is not None:
                 encoded: list[str] = []
                 for row, cursor in batch:
                     if skip:

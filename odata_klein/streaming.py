@@ -9,14 +9,16 @@ large the result is.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Coroutine, Optional, TypeVar
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
 from twisted.internet.interfaces import IPushProducer
 from twisted.web.iweb import IRequest
 from zope.interface import implementer
 
 DEFAULT_CHUNK_SIZE = 64 * 1024
+
+_T = TypeVar("_T")
 
 
 class ClientGone(Exception):
@@ -31,9 +33,11 @@ class ResponseStream:
         self._pending: list[bytes] = []
         self._pending_size = 0
         self._paused: Optional[Deferred[None]] = None
+        self._working: Optional[Deferred[Any]] = None
         self._gone = False
         self.started = False
         request.registerProducer(self, True)
+        self._registered = True
         request.notifyFinish().addErrback(self._connection_lost)
 
     # IPushProducer: called by the transport.
@@ -49,9 +53,29 @@ class ResponseStream:
     def stopProducing(self) -> None:
         self._gone = True
         self.resumeProducing()
+        if self._working is not None:
+            self._working.cancel()
 
     def _connection_lost(self, reason: object) -> None:
         self.stopProducing()
+
+    async def guarded(self, work: Coroutine[Any, Any, _T]) -> _T:
+        """
+        The result of ``work``, cancelled as soon as the client goes away, so
+        that an abandoned response stops asking the upstream for more.
+        """
+        if self._gone:
+            work.close()
+            raise ClientGone()
+        self._working = ensureDeferred(work)
+        try:
+            return await self._working
+        except CancelledError:
+            if self._gone:
+                raise ClientGone()
+            raise
+        finally:
+            self._working = None
 
     async def write(self, data: bytes) -> None:
         self._pending.append(data)
@@ -76,7 +100,13 @@ class ResponseStream:
     async def close(self) -> None:
         """Send what is left; the request can then be finished."""
         await self.flush()
-        self._request.unregisterProducer()
+        self.release()
+
+    def release(self) -> None:
+        """Stop being the request's producer (before it finishes, or once the client has gone)."""
+        if self._registered:
+            self._registered = False
+            self._request.unregisterProducer()
 
     def abort(self) -> None:
         """
@@ -84,7 +114,7 @@ class ResponseStream:
         body for a complete one (a chunked response then lacks its last chunk).
         """
         self._gone = True
-        self._request.unregisterProducer()
+        self.release()
         transport = getattr(self._request.channel, "transport", None)
         if transport is not None:
             transport.abortConnection()

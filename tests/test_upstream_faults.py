@@ -126,3 +126,35 @@ async def test_slow_upstream_is_504(impatient_stack: Stack) -> None:
         impatient_stack.simulator.faults.clear()
     assert reply.code == 504
     error_of(reply)
+
+
+class _Leave(Exception):
+    """Raised by a body collector to drop the connection (treq closes it then)."""
+
+
+@pytest_twisted.ensureDeferred
+async def test_rows_stream_before_the_last_upstream_page(stack: Stack) -> None:
+    # Upstream page 3 of 5 is held back for 30 s.  One page is fetched ahead,
+    # so page 5 cannot have been asked for before page 3 is answered: rows that
+    # arrive now went out before the last upstream page was fetched.
+    stack.simulator.faults.add(FaultRule("slow", path="TimeEntries", after=2, delay=30, times=None))
+    response = await treq.get(
+        (stack.url + "TimeEntries").encode(),
+        headers={"Authorization": basic(ADMIN_TOKEN), "Prefer": "odata.maxpagesize=2500"},
+        unbuffered=True,
+    )
+    assert response.code == 200
+    seen: dict[str, object] = {}
+
+    def first_chunk(data: bytes) -> None:
+        seen["data"] = data
+        seen["last_page_asked"] = any(
+            request.path.lower().endswith("/timeentries") and ("offset", "2000") in request.params
+            for request in stack.simulator.requests
+        )
+        raise _Leave()
+
+    with pytest.raises(_Leave):
+        await treq.collect(response, first_chunk)
+    assert b'"value":[{"ID":' in seen["data"]
+    assert seen["last_page_asked"] is False
