@@ -9,7 +9,7 @@ adds the provider's own options to the service's, and starts both.
 from __future__ import annotations
 
 import sys
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 from twisted.application.service import IServiceMaker, Service
 from twisted.internet.defer import Deferred, ensureDeferred
@@ -25,14 +25,17 @@ from .plugins import find_provider_factory
 _log = Logger()
 
 
-def _positive_int(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise ValueError("must be a positive whole number")
-    return number
+def whole_number(minimum: int) -> Callable[[str], int]:
+    """A usage.Options coercer for whole numbers of at least ``minimum``; providers use it too."""
 
+    def coerce(value: str) -> int:
+        number = int(value)
+        if number < minimum:
+            raise ValueError(f"must be a whole number of at least {minimum}")
+        return number
 
-_positive_int.coerceDoc = "A positive whole number."  # type: ignore[attr-defined]
+    coerce.coerceDoc = f"A whole number of at least {minimum}."  # type: ignore[attr-defined]
+    return coerce
 
 
 def options_for(factory: IProviderFactory) -> type[usage.Options]:
@@ -44,7 +47,7 @@ def options_for(factory: IProviderFactory) -> type[usage.Options]:
                 "Where to listen, as a Twisted endpoint string: tcp:8080, "
                 "tcp:8080:interface=127.0.0.1, or ssl:8443:privateKey=key.pem:certKey=cert.pem for TLS.",
             ],
-            ["page-size", None, 5000, "Entities per OData page (clients may ask for fewer or more).", _positive_int],
+            ["page-size", None, 5000, "Entities per OData page (clients may ask for fewer or more).", whole_number(1)],
             [
                 "public-url", None, None,
                 "The service root as clients reach it (https://odata.example.com/), when a proxy "
@@ -67,6 +70,7 @@ class ODataServerService(Service):
         self._running: Optional[RunningProvider] = None
         self._port: Optional[IListeningPort] = None
         self._starting: Optional[Deferred[None]] = None
+        self.root_url: Optional[str] = None
 
     def startService(self) -> None:
         super().startService()
@@ -86,8 +90,15 @@ class ODataServerService(Service):
         )
         endpoint = serverFromString(self._reactor, self._options["listen"])
         self._port = await endpoint.listen(service.site())
-        root = self._options["public-url"] or _root_url(self._options["listen"], self._port)
-        announce([f"OData service: {root}", *self._running.announcements])
+        self.root_url = self._options["public-url"] or _root_url(self._options["listen"], self._port)
+        announce([f"OData service: {self.root_url}", *self._running.announcements])
+
+    async def started(self) -> str:
+        """The service root URL, once the provider runs and the port listens."""
+        assert self._starting is not None, "startService first"
+        await self._starting
+        assert self.root_url is not None
+        return self.root_url
 
     def _failed_to_start(self, failure: Any) -> None:
         _log.failure("the OData service could not start", failure)

@@ -15,22 +15,13 @@ from twisted.plugin import IPlugin
 from zope.interface import implementer
 
 from odata_klein.interfaces import IProviderFactory, RunningProvider
+from odata_klein.tap import whole_number
 
 from .client import ClickTimeClient
 from .provider import BASIC_USER, ClickTimeProvider
 
 DEFAULT_UPSTREAM = "https://api.clicktime.com/v2"
 DEFAULT_DEMO_ENTRIES = 20_000
-
-
-def _entries(value: str) -> int:
-    number = int(value)
-    if number < 0:
-        raise ValueError("must be zero or more")
-    return number
-
-
-_entries.coerceDoc = "A whole number, zero or more."  # type: ignore[attr-defined]
 
 
 class _DemoProvider(ClickTimeProvider):
@@ -60,7 +51,7 @@ class ClickTimeProviderFactory:
         [
             "demo-entries", None, DEFAULT_DEMO_ENTRIES,
             "With --demo: how many time entries the generated company has (the same number gives the same data).",
-            _entries,
+            whole_number(0),
         ],
         ["demo-admin-token", None, None, "With --demo: the ADMIN user's token (default: generated)."],
         ["demo-standard-token", None, None, "With --demo: a STANDARD user's token (default: generated)."],

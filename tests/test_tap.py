@@ -1,0 +1,64 @@
+"""``twist odata-clicktime``: found through Twisted's plugin system, options, and a --demo start."""
+
+from __future__ import annotations
+
+import pytest
+import pytest_twisted
+import treq
+from twisted.application.service import IServiceMaker
+from twisted.plugin import getPlugins
+from twisted.python import usage
+
+from harness import basic
+from odata_klein.interfaces import IProviderFactory
+from odata_klein.plugins import provider_factories
+from odata_klein.tap import ODataServerService
+
+
+def _service_maker():
+    makers = {maker.tapname: maker for maker in getPlugins(IServiceMaker)}
+    assert "odata-clicktime" in makers, "the twisted/plugins drop-in is not installed (pip install ., not -e)"
+    return makers["odata-clicktime"]
+
+
+def test_clicktime_provider_is_a_plugin() -> None:
+    factory = provider_factories()["clicktime"]
+    assert IProviderFactory.providedBy(factory)
+
+
+def test_options() -> None:
+    options = _service_maker().options()
+    options.parseOptions([])
+    assert (options["listen"], options["page-size"], options["upstream"]) == (
+        "tcp:8080", 5000, "https://api.clicktime.com/v2",
+    )
+    assert not options["demo"]
+    for bad in (["--page-size", "0"], ["--demo-entries", "-1"], ["--no-such-option"]):
+        with pytest.raises(usage.UsageError):
+            _service_maker().options().parseOptions(bad)
+    help_text = str(_service_maker().options())
+    for option in ("--listen", "--upstream", "--page-size", "--demo", "--demo-entries", "--demo-admin-token"):
+        assert option in help_text
+
+
+@pytest_twisted.ensureDeferred
+async def test_demo_serves_a_generated_company(capfd) -> None:
+    options = _service_maker().options()
+    options.parseOptions(
+        ["--demo", "--demo-entries", "300", "--listen", "tcp:0:interface=127.0.0.1", "--page-size", "100",
+         "--demo-admin-token", "demo-admin", "--demo-standard-token", "demo-standard"]
+    )
+    service = _service_maker().makeService(options)
+    assert isinstance(service, ODataServerService)
+    service.startService()
+    try:
+        root = await service.started()
+        printed = capfd.readouterr().out
+        assert f"OData service: {root}" in printed
+        assert "ADMIN demo token:    demo-admin" in printed and "STANDARD demo token: demo-standard" in printed
+        response = await treq.get(root + "TimeEntries/$count", headers={"Authorization": basic("demo-admin")})
+        assert (await response.text()) == "300"
+        health = await treq.get(root + "health")
+        assert health.code == 200
+    finally:
+        await service.stopService()
