@@ -74,7 +74,12 @@ class EncodedJsonObject(dict):  # type: ignore[type-arg]
 
 
 def _encode_object(value: Mapping[Any, Any]) -> str:
-    return "{" + ",".join(f"{_encode_string(str(k))}:{encode_json_value(v)}" for k, v in value.items()) + "}"
+    by_type = _JSON_BY_TYPE
+    parts = []
+    for key, item in value.items():
+        encode = by_type.get(type(item), encode_json_value)
+        parts.append(_encode_string(key if type(key) is str else str(key)) + ":" + encode(item))
+    return "{" + ",".join(parts) + "}"
 
 
 def _encode_array(value: Sequence[Any]) -> str:

@@ -94,6 +94,7 @@ async def start_stack(
     page_size: int = 1000,
     timeout: float = 2.0,
     deadline: float = 6.0,
+    pushdown: bool = True,
 ) -> Stack:
     company = company or small_company()
     simulator = await start_simulator(reactor, company)
@@ -105,7 +106,7 @@ async def start_stack(
         max_attempts=3,
         backoff=lambda attempt: 0.01,
     )
-    provider = ClickTimeProvider(reactor, client)
+    provider = ClickTimeProvider(reactor, client, pushdown=pushdown)
     service = ODataService(provider, page_size=page_size)
     port = reactor.listenTCP(0, service.site(), interface="127.0.0.1")
     return Stack(company, simulator, provider, port, f"http://127.0.0.1:{port.getHost().port}/")

@@ -166,12 +166,15 @@ class ClickTimeProvider:
         *,
         caller_ttl: float = 300.0,
         caller_capacity: int = 1000,
+        pushdown: bool = True,
     ) -> None:
+        """``pushdown=False`` makes the engine evaluate every filter itself (tests compare both)."""
         self._client = client
         self._callers = _CallerCache(clock, caller_ttl, caller_capacity)
+        self._pushdown = pushdown
 
     def open_session(self, credentials: Optional[Credentials], trace: Trace) -> "ClickTimeSession":
-        return ClickTimeSession(self._client, self._callers, token_from(credentials), trace)
+        return ClickTimeSession(self._client, self._callers, token_from(credentials), trace, self._pushdown)
 
     def close(self) -> Deferred[None]:
         return self._client.close()
@@ -179,7 +182,10 @@ class ClickTimeProvider:
 
 @implementer(IProviderSession)
 class ClickTimeSession:
-    def __init__(self, client: ClickTimeClient, callers: _CallerCache, token: str, trace: Trace) -> None:
+    def __init__(
+        self, client: ClickTimeClient, callers: _CallerCache, token: str, trace: Trace, pushdown: bool = True
+    ) -> None:
+        self._pushdown = pushdown
         self._client = client
         self._callers = callers
         self._token = token
@@ -238,11 +244,11 @@ class ClickTimeSession:
         if query.parent is not None:
             return self._navigation(caller, query, resume)
         own = info.own_records_only and caller.sees_own_records_only
-        single_id = _timesheet_key(info, filter_) if not own else None
+        single_id = _timesheet_key(info, filter_) if not own and self._pushdown else None
         if single_id is not None:
             path = f"/Timesheets/{quote(single_id, safe='')}"
             return ClickTimeResult(self, caller, info, path, Pushdown(residual=filter_), resume, None, single=True)
-        plan = plan_pushdown(info.set_name, filter_, own_scope=own)
+        plan = plan_pushdown(info.set_name, filter_, own_scope=own) if self._pushdown else Pushdown(residual=filter_)
         self._trace.pushed_down.extend(plan.applied)
         path = ("/Me/" if own else "/") + info.endpoint
         max_rows = query.limit if plan.residual is None else None
