@@ -152,29 +152,41 @@ class Executor:
         *,
         resume: Optional[Cursor] = None,
         limit: Optional[int] = None,
+        also: Optional[Callable[[Row], bool]] = None,
     ) -> RowStream:
+        """
+        Rows of ``source`` matching ``extra_filter`` and, when given, the
+        engine-only predicate ``also`` (``$search``).  ``limit`` is how many
+        matching rows the caller will read at most.
+        """
         query = ProviderQuery(
             entity_set=source.entity_set.name,
             filter=conjunction([f for f in (source.filter, extra_filter) if f is not None]),
             resume=resume,
-            limit=limit,
+            # The provider cannot apply ``also``: a cap on its rows would cut matches short.
+            limit=limit if also is None else None,
             parent=source.parent,
         )
         result, predicate = await self._query(query)
-        return RowStream(result, predicate)
+        return RowStream(result, _both(predicate, also))
 
-    async def count(self, source: CollectionSource, extra_filter: Optional[BoundExpr] = None) -> int:
+    async def count(
+        self,
+        source: CollectionSource,
+        extra_filter: Optional[BoundExpr] = None,
+        also: Optional[Callable[[Row], bool]] = None,
+    ) -> int:
         query = ProviderQuery(
             entity_set=source.entity_set.name,
             filter=conjunction([f for f in (source.filter, extra_filter) if f is not None]),
             parent=source.parent,
         )
         result, predicate = await self._query(query)
-        if predicate is None:
+        if predicate is None and also is None:
             counted = await settle(result.count())
             if counted is not None:
                 return int(counted)
-        stream = RowStream(result, predicate)
+        stream = RowStream(result, _both(predicate, also))
         total = 0
         try:
             while (pairs := await stream.next()) is not None:
@@ -261,6 +273,14 @@ class Executor:
         if nav.collection:
             return narrowed
         return EntityResult(step.target_set, step.target_type, await self.first(narrowed))
+
+
+def _both(
+    first: Optional[Callable[[Row], bool]], second: Optional[Callable[[Row], bool]]
+) -> Optional[Callable[[Row], bool]]:
+    if first is None or second is None:
+        return first or second
+    return lambda row: first(row) and second(row)
 
 
 def _partner_constraints(nav: NavigationProperty, target_type: EntityType) -> Optional[tuple[Any, ...]]:

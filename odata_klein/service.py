@@ -13,13 +13,13 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 from urllib.parse import unquote
 
 from klein import Klein
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest
-from twisted.web.resource import IResource
+from twisted.web.resource import EncodingResourceWrapper, IResource
 from twisted.web.server import Site
 
 from . import csdl
@@ -30,6 +30,7 @@ from .bound import BoundExpr
 from .compression import StreamingGzipEncoderFactory
 from .deferreds import settle
 from .errors import BadRequest, MethodNotAllowed, NotFound, NotImplementedYet, ODataError
+from .evaluate import compile_expression
 from .executor import (
     CollectionSource,
     CountResult,
@@ -38,8 +39,8 @@ from .executor import (
     PropertyResult,
 )
 from .headers import ODATA_VERSION_HEADER, install_header_spellings
-from .interfaces import IProvider, IProviderSession, Trace
-from .model import EntitySet, EntityType, Model, Property
+from .interfaces import IProvider, IProviderSession, Row, Trace
+from .model import Edm, EntitySet, EntityType, Model, Property
 from .negotiation import (
     ODATA_VERSION,
     JsonFormat,
@@ -52,6 +53,7 @@ from .negotiation import (
 from .parser import QueryParser
 from .preferences import Preferences, parse_prefer
 from .resource import bind_path
+from .search import compile_search
 from .serializer import (
     EntityEncoder,
     collection_end,
@@ -64,7 +66,6 @@ from .skiptoken import SkipToken, decode_skiptoken, encode_skiptoken
 from .streaming import ClientGone, ResponseStream
 from .syntax import QueryOptions, SelectItem
 from .urls import encode_query, key_predicate
-from twisted.web.resource import EncodingResourceWrapper
 
 _log = Logger(namespace="odata_klein.service")
 
@@ -278,7 +279,7 @@ class ODataService:
     @staticmethod
     def _check_supported(options: QueryOptions) -> None:
         """Valid OData this service does not do yet: 501, never a silently different answer."""
-        for name in ("expand", "orderby", "search", "compute", "apply", "deltatoken", "index", "levels", "schemaversion"):
+        for name in ("expand", "orderby", "apply", "deltatoken", "index", "levels", "schemaversion"):
             if getattr(options, name) is not None:
                 raise NotImplementedYet(f"${name} is not supported yet", target=f"${name}")
 
@@ -306,18 +307,26 @@ class ODataService:
             request.write(csdl.metadata_xml(model))
 
     def _selection(
-        self, entity_type: EntityType, select: Optional[tuple[SelectItem, ...]]
+        self,
+        entity_type: EntityType,
+        select: Optional[tuple[SelectItem, ...]],
+        computed: Sequence[Property] = (),
     ) -> tuple[list[Property], Optional[str]]:
-        """The properties to write, and the select list of the context URL (None: all)."""
+        """
+        The properties to write, and the select list of the context URL (None: all).
+        Computed properties are written when ``$select`` names them, as in
+        ASP.NET Core OData; ``*`` stands for the declared properties.
+        """
         if select is None:
             return list(entity_type.properties), None
-        chosen: list[str] = []
+        computed_by_name = {prop.name: prop for prop in computed}
+        chosen: list[Property] = []
         listed: list[str] = []
         for item in select:
             if item.star:
                 if len(item.path) > 0:
                     raise NotImplementedYet("qualified * in $select is not supported yet", target="$select")
-                chosen.extend(p.name for p in entity_type.properties)
+                chosen.extend(entity_type.properties)
                 listed.append("*")
                 continue
             if item.options is not None or len(item.path) != 1:
@@ -326,25 +335,50 @@ class ODataService:
                     target="$select",
                 )
             name = item.path[0]
-            if entity_type.property(name) is not None:
-                chosen.append(name)
+            prop = entity_type.property(name) or computed_by_name.get(name)
+            if prop is not None:
+                chosen.append(prop)
             elif entity_type.navigation_property(name) is None:
                 raise BadRequest(
                     f"$select: {name!r} is not a property of {entity_type.name}", target="$select"
                 )
             listed.append(name)
-        wanted = set(chosen)
-        properties = [p for p in entity_type.properties if p.name in wanted]
+        properties = list({prop.name: prop for prop in chosen}.values())
         return properties, ("*" if listed == ["*"] else ",".join(dict.fromkeys(listed)))
+
+    def _computed(
+        self, model: Model, entity_type: EntityType, options: QueryOptions
+    ) -> tuple[dict[str, BoundExpr], list[tuple[Property, Callable[[Row], Any]]]]:
+        """``$compute``: the bound expressions by alias, and how to add each value to a row."""
+        bound: dict[str, BoundExpr] = {}
+        adders: list[tuple[Property, Callable[[Row], Any]]] = []
+        binder = Binder(model)
+        for item in options.compute or ():
+            if entity_type.property(item.alias) or entity_type.navigation_property(item.alias) or item.alias in bound:
+                raise BadRequest(
+                    f"$compute: {item.alias!r} is already a property of {entity_type.name}", target="$compute"
+                )
+            expr = binder.bind_expression(
+                item.expr, entity_type, dict(options.aliases), "$compute", computed=bound
+            )
+            bound[item.alias] = expr
+            adders.append((Property(item.alias, expr.type or Edm.UNTYPED.value), compile_expression(expr)))
+        return bound, adders
 
     def _entity_url_builder(self, exchange: _Exchange, entity_set: EntitySet, entity_type: EntityType) -> Any:
         base = exchange.service_root + entity_set.name
         return lambda row: base + key_predicate(entity_type, row)
 
-    def _bind_filter(self, model: Model, entity_type: EntityType, options: QueryOptions) -> Optional[BoundExpr]:
+    def _bind_filter(
+        self,
+        model: Model,
+        entity_type: EntityType,
+        options: QueryOptions,
+        computed: Mapping[str, BoundExpr],
+    ) -> Optional[BoundExpr]:
         if options.filter is None:
             return None
-        return Binder(model).bind_filter(options.filter, entity_type, dict(options.aliases))
+        return Binder(model).bind_filter(options.filter, entity_type, dict(options.aliases), computed=computed)
 
     def _context(self, exchange: _Exchange, fmt: JsonFormat, fragment: str) -> Optional[str]:
         if fmt.metadata == "none":
@@ -365,8 +399,10 @@ class ODataService:
         self._check_supported(options)
         request = exchange.request
         entity_type = source.entity_type
-        properties, select_list = self._selection(entity_type, options.select)
-        user_filter = self._bind_filter(model, entity_type, options)
+        computed, adders = self._computed(model, entity_type, options)
+        properties, select_list = self._selection(entity_type, options.select, [p for p, _ in adders])
+        user_filter = self._bind_filter(model, entity_type, options, computed)
+        search = compile_search(options.search, entity_type) if options.search is not None else None
         preferences = parse_prefer(request.getHeader("prefer"))
         token = (
             decode_skiptoken(options.skiptoken, self._max_page_size)
@@ -376,7 +412,7 @@ class ODataService:
         page_size = self._page_size_for(token, preferences)
         skip = 0 if token is not None else (options.skip or 0)
         top = options.top
-        count = await executor.count(source, user_filter) if options.count else None
+        count = await executor.count(source, user_filter, search) if options.count else None
 
         take = page_size if top is None else min(page_size, top)
         stream = await executor.rows(
@@ -384,6 +420,7 @@ class ODataService:
             user_filter,
             resume=token.cursor if token is not None else None,
             limit=skip + take + 1,
+            also=search,
         )
         encoder = EntityEncoder(
             model, entity_type, fmt, properties,
@@ -410,6 +447,8 @@ class ODataService:
                     if emitted == take:
                         more = True
                         break
+                    for prop, compute in adders:
+                        row[prop.name] = compute(row)
                     encoded.append(encoder.encode(row))
                     emitted += 1
                     last_cursor = cursor
@@ -460,8 +499,11 @@ class ODataService:
             if getattr(options, name) is not None:
                 raise BadRequest(f"${name} does not apply to /$count", target=f"${name}")
         self._check_supported(options)
-        user_filter = self._bind_filter(model, resolved.source.entity_type, options)
-        total = await executor.count(resolved.source, user_filter)
+        entity_type = resolved.source.entity_type
+        computed, _ = self._computed(model, entity_type, options)
+        user_filter = self._bind_filter(model, entity_type, options, computed)
+        search = compile_search(options.search, entity_type) if options.search is not None else None
+        total = await executor.count(resolved.source, user_filter, search)
         request = exchange.request
         self._common_headers(request)
         request.setHeader("Content-Type", "text/plain;charset=utf-8")
@@ -482,7 +524,10 @@ class ODataService:
             self._common_headers(request)
             request.setResponseCode(204)
             return
-        properties, select_list = self._selection(resolved.entity_type, options.select)
+        _, adders = self._computed(model, resolved.entity_type, options)
+        properties, select_list = self._selection(resolved.entity_type, options.select, [p for p, _ in adders])
+        for prop, compute in adders:
+            resolved.row[prop.name] = compute(resolved.row)
         select_suffix = f"({select_list})" if select_list is not None else ""
         context = self._context(exchange, fmt, f"{resolved.entity_set.name}{select_suffix}/$entity")
         encoder = EntityEncoder(
