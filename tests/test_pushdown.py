@@ -1,9 +1,19 @@
 """Which parts of a filter go to ClickTime, and what the engine must still check."""
 
 import datetime
+import random
 
+from odata_klein.binder import Binder
 from odata_klein.bound import BoundBinary, BoundIn, BoundLiteral, BoundProperty, BoundUnary, conjunction, conjuncts
-from odata_klein_plugins.clicktime.pushdown import MAX_PUSHED_VALUES, plan_pushdown
+from odata_klein.evaluate import compile_predicate
+from odata_klein.parser import QueryParser
+from odata_klein_plugins.clicktime.pushdown import (
+    LONGEST_TIMESHEET_PERIOD,
+    MAX_PUSHED_VALUES,
+    plan_pushdown,
+    required_values,
+)
+from odata_klein_plugins.clicktime.schema import build_model
 
 BOOL = "Edm.Boolean"
 
@@ -106,3 +116,148 @@ def test_timesheets_have_no_id_filter_and_long_lists_stay() -> None:
     many = BoundIn(prop("ID"), tuple(BoundLiteral(str(i), "Edm.String") for i in range(MAX_PUSHED_VALUES + 1)))
     plan = plan_pushdown("Jobs", many, own_scope=False)
     assert plan.params == [] and plan.residual == many
+
+
+# --- Constants, entry dates, known values ----------------------------------------------------
+
+
+def test_constant_conjuncts_decide_without_clicktime() -> None:
+    never = plan_pushdown("TimeEntries", all_of(BoundLiteral(False, BOOL), eq("JobID", "j1")), own_scope=False)
+    assert never.matches_nothing
+    assert plan_pushdown("TimeEntries", BoundLiteral(None, None), own_scope=False).matches_nothing
+    always = plan_pushdown("TimeEntries", all_of(BoundLiteral(True, BOOL), eq("JobID", "j1")), own_scope=False)
+    assert always.params == [("JobID", "j1")] and always.residual is None and not always.matches_nothing
+    assert plan_pushdown("Jobs", BoundIn(prop("ClientID"), ()), own_scope=False).matches_nothing
+
+
+def test_entry_dates_are_exact() -> None:
+    day, other = datetime.date(2026, 3, 2), datetime.date(2026, 3, 9)
+    plan = plan_pushdown("TimeEntries", eq("Date", day, "Edm.Date"), own_scope=True)
+    assert plan.params == [("EntryDate", "2026-03-02")] and plan.residual is None
+    both = BoundIn(prop("Date", "Edm.Date"), (BoundLiteral(day, "Edm.Date"), BoundLiteral(other, "Edm.Date")))
+    plan = plan_pushdown("TimeEntries", both, own_scope=False)
+    assert plan.params == [("EntryDate", "2026-03-02"), ("EntryDate", "2026-03-09")]
+    # Elsewhere a date equality has no parameter.
+    start = eq("StartDate", day, "Edm.Date")
+    assert plan_pushdown("Users", start, own_scope=False).residual == start
+
+
+def test_a_known_value_decides_its_conditions() -> None:
+    known = {"UserID": "me"}
+    mine = plan_pushdown("TimeEntries", all_of(eq("UserID", "me"), eq("JobID", "j")), own_scope=True, known=known)
+    assert mine.params == [("JobID", "j")] and mine.residual is None and not mine.matches_nothing
+    either = BoundIn(prop("UserID"), (BoundLiteral("other", "Edm.String"), BoundLiteral("me", "Edm.String")))
+    assert not plan_pushdown("Timesheets", either, own_scope=True, known=known).matches_nothing
+    assert plan_pushdown("TimeEntries", eq("UserID", "other"), own_scope=True, known=known).matches_nothing
+
+
+def test_dates_at_the_ends_of_the_calendar() -> None:
+    last, first = datetime.date.max, datetime.date.min
+    assert plan_pushdown("TimeEntries", cmp("gt", "Date", last), own_scope=False).matches_nothing
+    assert plan_pushdown("TimeEntries", cmp("lt", "Date", first), own_scope=False).matches_nothing
+    plan = plan_pushdown("TimeEntries", all_of(cmp("ge", "Date", first), cmp("le", "Date", last)), own_scope=False)
+    assert plan.params == [] and not plan.matches_nothing and len(conjuncts(plan.residual)) == 2
+
+
+def test_required_values() -> None:
+    filter_ = all_of(
+        BoundIn(prop("ID"), (BoundLiteral("a", "Edm.String"), BoundLiteral("b", "Edm.String"))),
+        eq("ID", "b"),
+        eq("Name", "x"),
+    )
+    assert required_values(filter_, "ID") == {"b"}
+    assert required_values(filter_, "Name") == {"x"}
+    assert required_values(eq("Name", "x"), "ID") is None
+    assert required_values(None, "ID") is None
+
+
+# --- Timesheet periods ------------------------------------------------------------------------
+
+DAY = datetime.timedelta(days=1)
+
+
+def test_timesheet_start_range_pushes_the_periods_it_bounds() -> None:
+    march, april = datetime.date(2026, 3, 1), datetime.date(2026, 4, 1)
+    filter_ = all_of(cmp("ge", "StartDate", march), cmp("lt", "StartDate", april))
+    plan = plan_pushdown("Timesheets", filter_, own_scope=False)
+    # Starts in March, so lies within March 1 .. March 31 + 31 days.
+    assert plan.params == [("FromDate", "2026-02-28"), ("ToDate", (april - DAY + LONGEST_TIMESHEET_PERIOD + DAY).isoformat())]
+    assert plan.residual == filter_
+
+
+def test_timesheet_end_bound_alone_reaches_back_a_period() -> None:
+    day = datetime.date(2026, 3, 15)
+    plan = plan_pushdown("Timesheets", cmp("ge", "EndDate", day), own_scope=False)
+    assert plan.params == [("FromDate", (day - LONGEST_TIMESHEET_PERIOD - DAY).isoformat())]
+    plan = plan_pushdown("Timesheets", cmp("le", "EndDate", day), own_scope=False)
+    assert plan.params == [("ToDate", (day + DAY).isoformat())]
+
+
+def test_impossible_timesheet_periods_match_nothing() -> None:
+    day = datetime.date(2026, 3, 15)
+    starts_after_end = all_of(cmp("gt", "StartDate", day), cmp("lt", "EndDate", day))
+    assert plan_pushdown("Timesheets", starts_after_end, own_scope=False).matches_nothing
+    too_long = all_of(cmp("le", "StartDate", day), cmp("ge", "EndDate", day + 2 * LONGEST_TIMESHEET_PERIOD))
+    assert plan_pushdown("Timesheets", too_long, own_scope=False).matches_nothing
+
+
+def _readings(from_day, to_day):
+    """What FromDate/ToDate could select (each end inclusive or not): (start, end) -> selected."""
+
+    def at_least(day, bound, inclusive):
+        return bound is None or (day >= bound if inclusive else day > bound)
+
+    def at_most(day, bound, inclusive):
+        return bound is None or (day <= bound if inclusive else day < bound)
+
+    for inclusive in (True, False):
+        yield lambda s, e, i=inclusive: at_least(e, from_day, i) and at_most(s, to_day, i)  # overlaps
+        yield lambda s, e, i=inclusive: at_least(s, from_day, i) and at_most(s, to_day, i)  # starts within
+        yield lambda s, e, i=inclusive: at_least(e, from_day, i) and at_most(e, to_day, i)  # ends within
+        yield lambda s, e, i=inclusive: at_least(s, from_day, i) and at_most(e, to_day, i)  # lies within
+
+
+def test_timesheet_ranges_hold_every_match_under_every_reading() -> None:
+    chooser = random.Random(11)
+    base = datetime.date(2026, 1, 1)
+    periods = []
+    for _ in range(300):
+        start = base + chooser.randrange(120) * DAY
+        periods.append({"StartDate": start, "EndDate": start + chooser.randrange(31) * DAY})
+    pushed = 0
+    for _ in range(400):
+        parts = [
+            cmp(chooser.choice(("eq", "ge", "gt", "le", "lt")), chooser.choice(("StartDate", "EndDate")),
+                base + chooser.randrange(-10, 140) * DAY)
+            for _ in range(chooser.randrange(1, 4))
+        ]
+        filter_ = all_of(*parts)
+        plan = plan_pushdown("Timesheets", filter_, own_scope=False)
+        holds = compile_predicate(filter_)
+        matching = [p for p in periods if holds(p)]
+        if plan.matches_nothing:
+            assert matching == [], filter_
+            continue
+        assert plan.residual == filter_
+        params = dict(plan.params)
+        from_day = datetime.date.fromisoformat(params["FromDate"]) if "FromDate" in params else None
+        to_day = datetime.date.fromisoformat(params["ToDate"]) if "ToDate" in params else None
+        for selected in _readings(from_day, to_day):
+            assert all(selected(p["StartDate"], p["EndDate"]) for p in matching), (filter_, params)
+        pushed += bool(matching and params)
+    assert pushed > 100
+
+
+def test_date_time_literals_reach_the_provider_as_dates() -> None:
+    """Power BI filters dates with offsets; the binder turns them into dates before push-down."""
+    model = build_model([], sees_rates=True)
+    timesheet = model.type_of(model.entity_set("Timesheets"))
+    text = "StartDate ge 2026-03-01T00:00:00-05:00 and EndDate lt 2026-04-01T10:30:00Z"
+    filter_ = Binder(model).bind_filter(QueryParser().parse_filter(text), timesheet)
+    plan = plan_pushdown("Timesheets", filter_, own_scope=False)
+    # "EndDate lt 2026-04-01T10:30Z" is "EndDate le 2026-04-01": widened by a day.
+    assert plan.params == [("FromDate", "2026-02-28"), ("ToDate", "2026-04-02")]
+    assert conjuncts(plan.residual) == [
+        cmp("ge", "StartDate", datetime.date(2026, 3, 1)),
+        cmp("le", "EndDate", datetime.date(2026, 4, 1)),
+    ]

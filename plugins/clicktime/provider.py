@@ -7,19 +7,20 @@ user reads time entries and timesheets through ``/Me/...`` and never sees
 billing or cost rates.  That knowledge (the caller's ``/Me`` record and the
 company's custom field definitions) is cached per token for a short time,
 keyed by a digest of the token, so that one caller's cache never answers
-another.
+another.  So are copies of the small reference sets (Users, Jobs, Clients,
+Tasks, Divisions), which answer filtered reads of those sets and turn
+conditions through navigation properties into foreign-key filters ClickTime
+can apply; `references` says what that means for freshness.
 """
 
 from __future__ import annotations
 
 import datetime
-import hashlib
-from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Callable, Coroutine, Mapping, Optional
+from dataclasses import dataclass
+from typing import Any, AsyncIterator, Mapping, Optional
 from urllib.parse import quote
 
-from twisted.internet.defer import Deferred, DeferredList, ensureDeferred, succeed
-from twisted.python.failure import Failure
+from twisted.internet.defer import Deferred, DeferredList, ensureDeferred
 from twisted.internet.interfaces import IReactorTime
 from zope.interface import implementer
 
@@ -31,11 +32,13 @@ from odata_klein.bound import (
     conjunction,
 )
 from odata_klein.errors import BadRequest, Forbidden, NotFound, NotImplementedYet, Unauthorized
+from odata_klein.evaluate import compile_predicate
 from odata_klein.interfaces import (
     Credentials,
     IProvider,
     IProviderSession,
     IQueryResult,
+    NavigationSource,
     ProviderQuery,
     RowBatch,
     Trace,
@@ -43,7 +46,18 @@ from odata_klein.interfaces import (
 from odata_klein.model import Model
 
 from .client import ClickTimeClient
-from .pushdown import Pushdown, plan_pushdown
+from .paging import Page
+from .pushdown import Pushdown, plan_pushdown, required_values
+from .references import (
+    REFERENCE_SETS,
+    CachedResult,
+    ExpiringCache,
+    ReferenceCache,
+    ReferenceRows,
+    resolve_navigation,
+    token_digest,
+    uses_navigation,
+)
 from .rows import RowConverter
 from .schema import (
     NAMESPACE,
@@ -102,59 +116,6 @@ def _definitions(records: list[Mapping[str, Any]]) -> list[CustomFieldDefinition
     return found
 
 
-@dataclass
-class _CacheEntry:
-    expires: float
-    value: Optional[Caller] = None
-    waiters: list[Deferred[Caller]] = field(default_factory=list)
-
-
-class _CallerCache:
-    """Per-token `Caller` records for ``ttl`` seconds; concurrent requests share one lookup."""
-
-    def __init__(self, clock: IReactorTime, ttl: float, capacity: int) -> None:
-        self._clock = clock
-        self._ttl = ttl
-        self._capacity = capacity
-        self._entries: dict[bytes, _CacheEntry] = {}
-
-    def get(self, token: str, load: Callable[[], Coroutine[Any, Any, Caller]]) -> Deferred[Caller]:
-        key = hashlib.sha256(token.encode("utf-8")).digest()
-        now = self._clock.seconds()
-        entry = self._entries.get(key)
-        if entry is None or entry.expires <= now:
-            self._evict(now)
-            entry = self._entries[key] = _CacheEntry(now + self._ttl)
-            ensureDeferred(load()).addCallbacks(
-                lambda caller: self._settle(key, entry, caller, None),
-                lambda failure: self._settle(key, entry, None, failure),
-            )
-        if entry.value is not None:
-            return succeed(entry.value)
-        waiter: Deferred[Caller] = Deferred()
-        entry.waiters.append(waiter)
-        return waiter
-
-    def _settle(self, key: bytes, entry: _CacheEntry, caller: Optional[Caller], failure: Optional[Failure]) -> None:
-        if caller is not None:
-            entry.value = caller
-        elif self._entries.get(key) is entry:
-            # A failed lookup (rejected token, upstream down) must not stick.
-            del self._entries[key]
-        waiters, entry.waiters = entry.waiters, []
-        for waiter in waiters:
-            if caller is not None:
-                waiter.callback(caller)
-            else:
-                waiter.errback(failure)
-
-    def _evict(self, now: float) -> None:
-        for key in [k for k, entry in self._entries.items() if entry.expires <= now]:
-            del self._entries[key]
-        while len(self._entries) >= self._capacity:
-            del self._entries[next(iter(self._entries))]
-
-
 @implementer(IProvider)
 class ClickTimeProvider:
     realm = "ClickTime OData"
@@ -166,15 +127,29 @@ class ClickTimeProvider:
         *,
         caller_ttl: float = 300.0,
         caller_capacity: int = 1000,
+        reference_ttl: float = 60.0,
+        reference_capacity: int = 500,
+        reference_max_rows: int = 10_000,
         pushdown: bool = True,
     ) -> None:
-        """``pushdown=False`` makes the engine evaluate every filter itself (tests compare both)."""
+        """
+        ``reference_ttl``: how long a token's copy of a reference set answers
+        (0: never); ``reference_capacity``: how many copies (of one set for one
+        token) are kept at most; ``reference_max_rows``: sets larger than this
+        are not copied.  ``pushdown=False`` makes the engine evaluate every
+        filter itself, without copies (tests compare both).
+        """
         self._client = client
-        self._callers = _CallerCache(clock, caller_ttl, caller_capacity)
+        self._callers: ExpiringCache[bytes, Caller] = ExpiringCache(clock, caller_ttl, caller_capacity)
+        self._references = ReferenceCache(
+            clock, ttl=reference_ttl, capacity=reference_capacity, max_rows=reference_max_rows
+        )
         self._pushdown = pushdown
 
     def open_session(self, credentials: Optional[Credentials], trace: Trace) -> "ClickTimeSession":
-        return ClickTimeSession(self._client, self._callers, token_from(credentials), trace, self._pushdown)
+        return ClickTimeSession(
+            self._client, self._callers, self._references, token_from(credentials), trace, pushdown=self._pushdown
+        )
 
     def close(self) -> Deferred[None]:
         return self._client.close()
@@ -183,11 +158,19 @@ class ClickTimeProvider:
 @implementer(IProviderSession)
 class ClickTimeSession:
     def __init__(
-        self, client: ClickTimeClient, callers: _CallerCache, token: str, trace: Trace, pushdown: bool = True
+        self,
+        client: ClickTimeClient,
+        callers: ExpiringCache[bytes, Caller],
+        references: ReferenceCache,
+        token: str,
+        trace: Trace,
+        *,
+        pushdown: bool = True,
     ) -> None:
         self._pushdown = pushdown
         self._client = client
         self._callers = callers
+        self._references = references
         self._token = token
         self._trace = trace
 
@@ -231,47 +214,102 @@ class ClickTimeSession:
         return records
 
     async def caller(self) -> Caller:
-        return await self._callers.get(self._token, self._load_caller)
+        return await self._callers.get(token_digest(self._token), self._load_caller)
 
     async def model(self) -> Model:
         return (await self.caller()).model
 
-    async def query(self, query: ProviderQuery) -> "ClickTimeResult":
+    async def query(self, query: ProviderQuery) -> "ClickTimeResult | CachedResult":
         caller = await self.caller()
         info = SET_INFO[query.entity_set]
         resume = _validated_cursor(query.resume)
         filter_ = query.filter
+        if self._pushdown and filter_ is not None:
+            filter_ = await self._through_references(caller, info.set_name, filter_)
         if query.parent is not None:
-            return self._navigation(caller, query, resume)
+            return self._navigation(caller, query.parent, filter_, resume)
+        if self._pushdown and filter_ is not None and info.set_name in REFERENCE_SETS:
+            cached = await self._from_copy(caller, info, filter_, resume, query.limit)
+            if cached is not None:
+                return cached
         own = info.own_records_only and caller.sees_own_records_only
         single_id = _timesheet_key(info, filter_) if not own and self._pushdown else None
         if single_id is not None:
             path = f"/Timesheets/{quote(single_id, safe='')}"
             return ClickTimeResult(self, caller, info, path, Pushdown(residual=filter_), resume, None, single=True)
-        plan = plan_pushdown(info.set_name, filter_, own_scope=own) if self._pushdown else Pushdown(residual=filter_)
-        self._trace.pushed_down.extend(plan.applied)
+        plan = self._plan(caller, info, filter_, own) if self._pushdown else Pushdown(residual=filter_)
         path = ("/Me/" if own else "/") + info.endpoint
         max_rows = query.limit if plan.residual is None else None
         return ClickTimeResult(self, caller, info, path, plan, resume, max_rows)
 
-    def _navigation(self, caller: Caller, query: ProviderQuery, resume: int) -> "ClickTimeResult":
-        parent = query.parent
-        assert parent is not None
+    def _plan(self, caller: Caller, info: EntitySetInfo, filter_: Optional[BoundExpr], own: bool) -> Pushdown:
+        # Under /Me every row is the caller's.
+        known = {"UserID": caller.user_id} if own and caller.user_id else {}
+        plan = plan_pushdown(info.set_name, filter_, own_scope=own, known=known)
+        self._trace.pushed_down.extend(plan.applied)
+        return plan
+
+    def _reference_copy(self, caller: Caller, entity_set: str) -> Deferred[ReferenceRows]:
+        info = SET_INFO[entity_set]
+
+        def list_pages(max_rows: int) -> AsyncIterator[Page]:
+            return self._client.pages(
+                self._token, "/" + info.endpoint, page_limit=info.page_limit, max_rows=max_rows, trace=self._trace
+            )
+
+        return self._references.get(self._token, entity_set, caller, list_pages, caller.converters[entity_set].convert)
+
+    async def _through_references(self, caller: Caller, entity_set: str, filter_: BoundExpr) -> Optional[BoundExpr]:
+        """``filter_`` with conditions through navigation properties turned into foreign-key conditions."""
+
+        async def rows_of(name: str) -> Optional[Any]:
+            try:
+                return (await self._reference_copy(caller, name)).rows
+            except Forbidden:
+                # This caller may not list the set: the condition stays as it is.
+                return None
+
+        resolved, notes = await resolve_navigation(caller.model, entity_set, filter_, rows_of)
+        self._trace.pushed_down.extend(notes)
+        return resolved
+
+    async def _from_copy(
+        self, caller: Caller, info: EntitySetInfo, filter_: BoundExpr, resume: int, limit: Optional[int]
+    ) -> Optional[CachedResult]:
+        """The answer from the caller's copy of a reference set, or None when ClickTime must answer."""
+        if uses_navigation(caller.model, filter_):
+            return None
+        try:
+            copy = await self._reference_copy(caller, info.set_name)
+        except Forbidden:
+            return None
+        if copy.rows is None:
+            return None
+        wanted = required_values(filter_, "ID")
+        if wanted is not None and not all(key in copy.by_id for key in wanted):
+            # Perhaps created since the copy was read: ClickTime knows.
+            return None
+        holds = compile_predicate(filter_)
+        rows = [row for row in copy.rows if holds(row)]
+        self._trace.pushed_down.append(
+            f"answered from the cached {info.set_name}, read {self._references.age(copy):.0f} s ago"
+        )
+        return CachedResult(rows, resume, limit)
+
+    def _navigation(
+        self, caller: Caller, parent: NavigationSource, filter_: Optional[BoundExpr], resume: int
+    ) -> "ClickTimeResult":
         if (parent.entity_set, parent.navigation_property) != ("Timesheets", "TimeEntries"):
             raise NotImplementedYet(f"{parent.entity_set}/{parent.navigation_property} is not supported")
         info = SET_INFO["TimeEntries"]
         if not caller.sees_own_records_only:
             path = f"/Timesheets/{quote(str(parent.key['ID']), safe='')}/TimeEntries"
-            return ClickTimeResult(
-                self, caller, info, path, Pushdown(residual=query.filter), resume, None, unpaged=True
-            )
+            return ClickTimeResult(self, caller, info, path, Pushdown(residual=filter_), resume, None, unpaged=True)
         # /Me has no timesheet entries endpoint: a timesheet's entries are its
         # user's entries within its period, which /Me/TimeEntries can filter.
         period = _period_filter(parent.row.get("StartDate"), parent.row.get("EndDate"))
-        combined = conjunction([f for f in (query.filter, period) if f is not None])
-        plan = plan_pushdown(info.set_name, combined, own_scope=True)
-        self._trace.pushed_down.extend(plan.applied)
-        return ClickTimeResult(self, caller, info, "/Me/TimeEntries", plan, resume, None)
+        combined = conjunction([f for f in (filter_, period) if f is not None])
+        return ClickTimeResult(self, caller, info, "/Me/TimeEntries", self._plan(caller, info, combined, True), resume, None)
 
     # Used by ClickTimeResult; kept here so the token stays in one object.
     def pages(self, path: str, params: list[tuple[str, str]], offset: int, page_limit: int, max_rows: Optional[int]) -> AsyncIterator[Any]:

@@ -7,19 +7,36 @@ query parameters (repeated keys mean OR), the rest is left to the engine.
 Some of ClickTime's filter semantics are documented and some are only
 inferred (`clicktime-api.md` marks them [I]); the provider must not depend
 on the inferred ones.  So a pushed conjunct is *exact* (ClickTime's answer is
-precisely the matching rows: opaque ID equality, booleans) or only
-*narrowing* (ClickTime's answer contains every matching row, maybe more):
-narrowing conjuncts stay in the residual filter for the engine to check
-again.  Text equality (case sensitivity unknown) narrows.  Date ranges
-(inclusive or exclusive ends unknown) are widened by a day at each end,
-which holds every matching row under either reading, and then narrow.
+precisely the matching rows: opaque ID equality, booleans, a time entry's
+date) or only *narrowing* (ClickTime's answer contains every matching row,
+maybe more): narrowing conjuncts stay in the residual filter for the engine
+to check again.  Text equality (case sensitivity unknown) narrows.
+
+Date ranges narrow.  Time entries: whether ``StartDate``/``EndDate`` include
+their ends is not documented, so the range is widened by a day at each end,
+which holds every matching entry under either reading.  Timesheets: what
+``FromDate``/``ToDate`` select is not documented at all; it could be the
+timesheets whose period overlaps the range, starts in it, ends in it or lies
+within it.  The conjuncts on ``StartDate`` and ``EndDate`` bound the period of
+every matching timesheet, from its earliest possible start to its latest
+possible end (a period spans at most `LONGEST_TIMESHEET_PERIOD`, which turns a
+bound on one end into a bound on the other).  Sending that span, widened by a
+day, as ``FromDate``/``ToDate`` returns every matching timesheet under each of
+those readings, since each of them selects at least the periods lying within
+the range.
+
+Some conjuncts decide themselves without ClickTime: a constant (the binder
+folds ``Date eq 2026-03-01T10:00:00Z`` to false), ``x in ()``, and, under
+``/Me/...`` where every row is the caller's, a condition on ``UserID``
+(``known``).
 """
 
 from __future__ import annotations
 
 import datetime
 from dataclasses import dataclass, field
-from typing import Mapping, Optional
+from types import MappingProxyType
+from typing import Callable, Mapping, Optional
 
 from odata_klein.bound import (
     BoundBinary,
@@ -36,7 +53,12 @@ from odata_klein.bound import (
 # the upstream URL too long, and the engine applies it just as well.
 MAX_PUSHED_VALUES = 100
 
+# The longest a timesheet period can be, from StartDate to EndDate: ClickTime's
+# longest period is a calendar month (30 days from its first to its last day).
+LONGEST_TIMESHEET_PERIOD = datetime.timedelta(days=31)
+
 _ONE_DAY = datetime.timedelta(days=1)
+_NOTHING_KNOWN: Mapping[str, str] = MappingProxyType({})
 
 
 @dataclass(frozen=True)
@@ -56,10 +78,12 @@ def _texts(*names: str) -> dict[str, _Param]:
     return {name: _Param(name, False) for name in names}
 
 
-# Property -> list filter, per entity set and scope ("root": company-wide
-# endpoints; "me": /Me/... for users who see only their own records).
+# Property -> list filter, per entity set.  Left out on purpose: Users' JobID[]
+# and Jobs' UserID[] (job assignments, not properties of either), Timesheets'
+# DivisionID[] and EmploymentTypeID[] (properties of the timesheet's user; a
+# filter on User/DivisionID reaches them through the cached Users instead).
 EQUALITY_FILTERS: Mapping[str, Mapping[str, _Param]] = {
-    "TimeEntries": {"ID": _ID, **_ids("JobID", "TaskID", "UserID")},
+    "TimeEntries": {"ID": _ID, **_ids("JobID", "TaskID", "UserID"), "Date": _Param("EntryDate", True)},
     "Users": {
         "ID": _ID,
         **_ids("DivisionID", "EmploymentTypeID", "TimesheetApproverID", "IsActive"),
@@ -79,11 +103,6 @@ EQUALITY_FILTERS: Mapping[str, Mapping[str, _Param]] = {
 # Parameters the /Me/... endpoints do not take.
 _NOT_IN_OWN_SCOPE = frozenset({"UserID"})
 
-# Entity set -> (date property, lower-bound parameter, upper-bound parameter).
-DATE_RANGE_FILTERS: Mapping[str, tuple[str, str, str]] = {
-    "TimeEntries": ("Date", "StartDate", "EndDate"),
-}
-
 
 @dataclass
 class Pushdown:
@@ -96,11 +115,96 @@ class Pushdown:
     applied: list[str] = field(default_factory=list)
 
 
+@dataclass
+class _Range:
+    """Inclusive bounds on one date property; ``empty`` when no date meets them."""
+
+    lower: Optional[datetime.date] = None
+    upper: Optional[datetime.date] = None
+    empty: bool = False
+
+    def narrow(self, op: str, day: datetime.date) -> None:
+        if op in ("ge", "gt", "eq"):
+            low = _shifted(day, _ONE_DAY) if op == "gt" else day
+            if low is None:
+                self.empty = True
+            elif self.lower is None or low > self.lower:
+                self.lower = low
+        if op in ("le", "lt", "eq"):
+            high = _shifted(day, -_ONE_DAY) if op == "lt" else day
+            if high is None:
+                self.empty = True
+            elif self.upper is None or high < self.upper:
+                self.upper = high
+        if self.lower is not None and self.upper is not None and self.lower > self.upper:
+            self.empty = True
+
+
+def _shifted(day: Optional[datetime.date], delta: datetime.timedelta) -> Optional[datetime.date]:
+    """``day + delta``, or None when there is no day or the result is outside the calendar."""
+    if day is None:
+        return None
+    try:
+        return day + delta
+    except OverflowError:
+        return None
+
+
+def _latest(*days: Optional[datetime.date]) -> Optional[datetime.date]:
+    known = [day for day in days if day is not None]
+    return max(known) if known else None
+
+
+def _earliest(*days: Optional[datetime.date]) -> Optional[datetime.date]:
+    known = [day for day in days if day is not None]
+    return min(known) if known else None
+
+
+# A range's translation: the inclusive span every matching row lies in
+# (None: unbounded), given the bounds collected per date property; None when
+# no row can match.
+_Span = tuple[Optional[datetime.date], Optional[datetime.date]]
+
+
+def _entry_dates(ranges: Mapping[str, _Range]) -> Optional[_Span]:
+    dates = ranges["Date"]
+    return dates.lower, dates.upper
+
+
+def _timesheet_periods(ranges: Mapping[str, _Range]) -> Optional[_Span]:
+    start, end = ranges["StartDate"], ranges["EndDate"]
+    # A period starts no later than it ends, and ends within the longest period.
+    start_low = _latest(start.lower, _shifted(end.lower, -LONGEST_TIMESHEET_PERIOD))
+    start_high = _earliest(start.upper, end.upper)
+    end_low = _latest(end.lower, start.lower)
+    end_high = _earliest(end.upper, _shifted(start.upper, LONGEST_TIMESHEET_PERIOD))
+    for low, high in ((start_low, start_high), (end_low, end_high)):
+        if low is not None and high is not None and low > high:
+            return None
+    return start_low, end_high
+
+
+@dataclass(frozen=True)
+class _DateRangeFilter:
+    properties: tuple[str, ...]
+    lower_param: str
+    upper_param: str
+    span: Callable[[Mapping[str, _Range]], Optional[_Span]]
+
+
+DATE_RANGE_FILTERS: Mapping[str, _DateRangeFilter] = {
+    "TimeEntries": _DateRangeFilter(("Date",), "StartDate", "EndDate", _entry_dates),
+    "Timesheets": _DateRangeFilter(("StartDate", "EndDate"), "FromDate", "ToDate", _timesheet_periods),
+}
+
+
 def _literal_text(value: object) -> Optional[str]:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
         return value
+    if isinstance(value, datetime.date) and not isinstance(value, datetime.datetime):
+        return value.isoformat()
     return None
 
 
@@ -142,8 +246,19 @@ def _equality(conjunct: BoundExpr) -> Optional[tuple[str, list[str]]]:
     return None
 
 
-def _date_bound(conjunct: BoundExpr, date_property: str) -> Optional[tuple[str, datetime.date]]:
-    """``Date ge 2026-03-01`` as ("ge", date), with the operands in either order."""
+def required_values(filter_: Optional[BoundExpr], name: str) -> Optional[frozenset[str]]:
+    """The values the filter allows for property ``name`` by equality conjuncts (None: not restricted so)."""
+    allowed: Optional[frozenset[str]] = None
+    for conjunct in conjuncts(filter_):
+        equality = _equality(conjunct)
+        if equality is not None and equality[0] == name:
+            values = frozenset(equality[1])
+            allowed = values if allowed is None else allowed & values
+    return allowed
+
+
+def _date_bound(conjunct: BoundExpr, properties: tuple[str, ...]) -> Optional[tuple[str, str, datetime.date]]:
+    """``Date ge 2026-03-01`` as ("Date", "ge", date), with the operands in either order."""
     if not isinstance(conjunct, BoundBinary) or conjunct.op not in ("eq", "ge", "gt", "le", "lt"):
         return None
     flipped = {"ge": "le", "gt": "lt", "le": "ge", "lt": "gt", "eq": "eq"}
@@ -151,24 +266,55 @@ def _date_bound(conjunct: BoundExpr, date_property: str) -> Optional[tuple[str, 
         (conjunct.left, conjunct.right, conjunct.op),
         (conjunct.right, conjunct.left, flipped[conjunct.op]),
     ):
-        if _property_name(prop_side) == date_property and isinstance(value_side, BoundLiteral):
+        name = _property_name(prop_side)
+        if name in properties and isinstance(value_side, BoundLiteral):
             value = value_side.value
             if isinstance(value, datetime.date) and not isinstance(value, datetime.datetime):
-                return op, value
+                assert name is not None
+                return name, op, value
     return None
 
 
-def plan_pushdown(entity_set: str, filter_: Optional[BoundExpr], *, own_scope: bool) -> Pushdown:
+def _constant(conjunct: BoundExpr) -> Optional[bool]:
+    """True or False when the conjunct holds for every row or for none, whatever the row."""
+    if isinstance(conjunct, BoundLiteral):
+        # A null condition holds for no row.
+        return conjunct.value is True
+    if isinstance(conjunct, BoundIn) and not conjunct.values:
+        return False
+    return None
+
+
+def plan_pushdown(
+    entity_set: str,
+    filter_: Optional[BoundExpr],
+    *,
+    own_scope: bool,
+    known: Mapping[str, str] = _NOTHING_KNOWN,
+) -> Pushdown:
+    """
+    Parameters for ``entity_set``'s list endpoint, and the residual filter.
+    ``known`` maps properties to the value every row of the endpoint has
+    (``UserID`` under ``/Me/...``): conditions on them decide themselves.
+    """
     plan = Pushdown()
     filters = EQUALITY_FILTERS.get(entity_set, {})
     date_range = DATE_RANGE_FILTERS.get(entity_set)
+    ranges = {name: _Range() for name in (date_range.properties if date_range else ())}
     residual: list[BoundExpr] = []
     chosen: dict[str, tuple[_Param, set[str], list[str]]] = {}
-    lower: Optional[datetime.date] = None
-    upper: Optional[datetime.date] = None
 
     for conjunct in conjuncts(filter_):
+        constant = _constant(conjunct)
+        if constant is not None:
+            plan.matches_nothing = plan.matches_nothing or not constant
+            continue
         equality = _equality(conjunct)
+        if equality is not None and equality[0] in known:
+            name, values = equality
+            plan.matches_nothing = plan.matches_nothing or known[name] not in values
+            plan.applied.append(f"{name} is always {known[name]} here")
+            continue
         if equality is not None:
             name, values = equality
             param = filters.get(name)
@@ -190,15 +336,10 @@ def plan_pushdown(entity_set: str, filter_: Optional[BoundExpr], *, own_scope: b
                     residual.append(conjunct)
                 continue
         if date_range is not None:
-            bound = _date_bound(conjunct, date_range[0])
+            bound = _date_bound(conjunct, date_range.properties)
             if bound is not None:
-                op, day = bound
-                if op in ("ge", "gt", "eq"):
-                    low = day + _ONE_DAY if op == "gt" else day
-                    lower = low if lower is None else max(lower, low)
-                if op in ("le", "lt", "eq"):
-                    high = day - _ONE_DAY if op == "lt" else day
-                    upper = high if upper is None else min(upper, high)
+                name, op, day = bound
+                ranges[name].narrow(op, day)
                 residual.append(conjunct)
                 continue
         residual.append(conjunct)
@@ -208,15 +349,30 @@ def plan_pushdown(entity_set: str, filter_: Optional[BoundExpr], *, own_scope: b
             plan.matches_nothing = True
         plan.params.extend((param.name, value) for value in ordered)
         plan.applied.append(f"{name} in ({', '.join(ordered)})" if len(ordered) > 1 else f"{name} eq {ordered[0] if ordered else '∅'}")
-    if date_range is not None and (lower is not None or upper is not None):
-        if lower is not None and upper is not None and lower > upper:
-            plan.matches_nothing = True
-        _, low_param, high_param = date_range
-        if lower is not None:
-            plan.params.append((low_param, (lower - _ONE_DAY).isoformat()))
-        if upper is not None:
-            plan.params.append((high_param, (upper + _ONE_DAY).isoformat()))
-        plan.applied.append(f"{date_range[0]} between {lower or '…'} and {upper or '…'} (widened a day, checked again)")
+    if date_range is not None:
+        _push_date_range(plan, date_range, ranges)
     plan.residual = conjunction(residual)
     return plan
 
+
+def _push_date_range(plan: Pushdown, date_range: _DateRangeFilter, ranges: Mapping[str, _Range]) -> None:
+    span = None if any(bounds.empty for bounds in ranges.values()) else date_range.span(ranges)
+    if span is None:
+        plan.matches_nothing = True
+        return
+    lower, upper = span
+    if lower is None and upper is None:
+        return
+    if lower is not None and upper is not None and lower > upper:
+        plan.matches_nothing = True
+        return
+    # Widened by a day: whether ClickTime includes the ends is not documented.
+    from_day, to_day = _shifted(lower, -_ONE_DAY), _shifted(upper, _ONE_DAY)
+    if from_day is not None:
+        plan.params.append((date_range.lower_param, from_day.isoformat()))
+    if to_day is not None:
+        plan.params.append((date_range.upper_param, to_day.isoformat()))
+    plan.applied.append(
+        f"{'/'.join(date_range.properties)} within {lower or '…'} and {upper or '…'}"
+        " (widened a day, checked again)"
+    )

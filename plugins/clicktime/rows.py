@@ -18,7 +18,7 @@ from odata_klein.interfaces import Row
 from odata_klein.model import Edm, EntityType
 from odata_klein.serializer import EncodedJsonObject
 
-from .schema import CUSTOM_FIELD_PREFIX, CUSTOM_FIELDS, CUSTOM_FIELDS_STR, CustomFieldDefinition
+from .schema import CUSTOM_FIELDS, CUSTOM_FIELDS_STR, CustomFieldDefinition
 
 Converter = Callable[[Any], Any]
 
