@@ -10,25 +10,16 @@ the web layer.  It knows nothing about HTTP.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Callable, Optional, Sequence
+from typing import Any, AsyncIterator, Awaitable, Callable, Optional
 
 
-from .bound import (
-    BoundBinary,
-    BoundExpr,
-    BoundIn,
-    BoundLambda,
-    BoundLiteral,
-    BoundProperty,
-    BoundUnary,
-    BoundCall,
-    conjunction,
-)
+from .bound import BoundBinary, BoundExpr, BoundLiteral, BoundProperty, conjunction
+from . import expansion
 from .deferreds import settle
-from .errors import NotFound, NotImplementedYet
+from .errors import NotFound
 from .evaluate import compile_predicate
 from .interfaces import Cursor, IProviderSession, IQueryResult, NavigationSource, ProviderQuery, Row
-from .model import EntitySet, EntityType, Model, NavigationProperty, Property
+from .model import EntitySet, EntityType, Model, Property
 from .resource import (
     BoundPath,
     CountStep,
@@ -75,27 +66,31 @@ class CountResult:
 Resolved = CollectionSource | EntityResult | PropertyResult | CountResult
 
 
-def _uses_navigation(expr: Optional[BoundExpr]) -> bool:
-    """Whether evaluating ``expr`` needs related entities the rows do not carry."""
-    if expr is None or isinstance(expr, BoundLiteral):
-        return False
-    if isinstance(expr, BoundProperty):
-        return any(expr.navigation)
-    if isinstance(expr, BoundLambda):
-        return True
-    if isinstance(expr, BoundBinary):
-        return _uses_navigation(expr.left) or _uses_navigation(expr.right)
-    if isinstance(expr, BoundUnary):
-        return _uses_navigation(expr.operand)
-    if isinstance(expr, BoundIn):
-        return _uses_navigation(expr.operand) or any(_uses_navigation(v) for v in expr.values)
-    if isinstance(expr, BoundCall):
-        return any(_uses_navigation(arg) for arg in expr.args)
-    return False
-
-
 def _eq(prop: Property, value: Any) -> BoundExpr:
     return BoundBinary("eq", BoundProperty((prop.name,), prop.type), BoundLiteral(value, prop.type), "Edm.Boolean")
+
+
+@dataclass(frozen=True)
+class RowFilter:
+    """
+    What the engine checks on a provider's rows: row-local tests first, then
+    the tests that read related entities, fetched only for the rows still in.
+    """
+
+    local: Optional[Callable[[Row], bool]] = None
+    fetch_related: Optional[Callable[[list[Row]], Awaitable[None]]] = None
+    related: Optional[Callable[[Row], bool]] = None
+
+    @property
+    def empty(self) -> bool:
+        return self.local is None and self.related is None
+
+    def also(self, extra: Optional[Callable[[Row], bool]]) -> "RowFilter":
+        if extra is None:
+            return self
+        local = self.local
+        combined = extra if local is None else (lambda row: local(row) and extra(row))
+        return RowFilter(combined, self.fetch_related, self.related)
 
 
 class RowStream:
@@ -105,9 +100,9 @@ class RowStream:
     stopping early: it releases what the provider holds (prefetched pages).
     """
 
-    def __init__(self, result: IQueryResult, predicate: Optional[Callable[[Row], bool]]) -> None:
+    def __init__(self, result: IQueryResult, row_filter: RowFilter) -> None:
         self._batches: AsyncIterator[Any] = result.batches()
-        self._predicate = predicate
+        self._filter = row_filter
         self._closed = False
 
     async def next(self) -> Optional[list[tuple[Row, Cursor]]]:
@@ -119,11 +114,17 @@ class RowStream:
         except StopAsyncIteration:
             self._closed = True
             return None
-        pairs = zip(batch.rows, batch.cursors)
-        predicate = self._predicate
-        if predicate is None:
-            return list(pairs)
-        return [(row, cursor) for row, cursor in pairs if predicate(row)]
+        pairs = list(zip(batch.rows, batch.cursors))
+        row_filter = self._filter
+        if row_filter.local is not None:
+            local = row_filter.local
+            pairs = [pair for pair in pairs if local(pair[0])]
+        if row_filter.related is not None and pairs:
+            if row_filter.fetch_related is not None:
+                await row_filter.fetch_related([row for row, _ in pairs])
+            related = row_filter.related
+            pairs = [pair for pair in pairs if related(pair[0])]
+        return pairs
 
     async def close(self) -> None:
         if not self._closed:
@@ -136,14 +137,20 @@ class Executor:
         self._session = session
         self._model = model
 
-    async def _query(self, query: ProviderQuery) -> tuple[IQueryResult, Optional[Callable[[Row], bool]]]:
+    async def _query(self, source: CollectionSource, query: ProviderQuery) -> tuple[IQueryResult, RowFilter]:
         result: IQueryResult = await settle(self._session.query(query))
-        residual = result.residual
-        if _uses_navigation(residual):
-            raise NotImplementedYet(
-                "filters through navigation properties are not supported yet", target="$filter"
-            )
-        return result, (compile_predicate(residual) if residual is not None else None)
+        entity_set, entity_type = source.entity_set, source.entity_type
+        local, related = expansion.split_filter(result.residual, entity_set, entity_type, self._model)
+        if related is None:
+            return result, RowFilter(compile_predicate(local) if local is not None else None)
+        needs = expansion.navigation_needed(related, entity_set, entity_type, self._model)
+
+        async def fetch_related(rows: list[Row]) -> None:
+            await expansion.attach(self, rows, entity_set, entity_type, needs)
+
+        return result, RowFilter(
+            compile_predicate(local) if local is not None else None, fetch_related, compile_predicate(related)
+        )
 
     async def rows(
         self,
@@ -167,8 +174,8 @@ class Executor:
             limit=limit if also is None else None,
             parent=source.parent,
         )
-        result, predicate = await self._query(query)
-        return RowStream(result, _both(predicate, also))
+        result, row_filter = await self._query(source, query)
+        return RowStream(result, row_filter.also(also))
 
     async def count(
         self,
@@ -181,12 +188,12 @@ class Executor:
             filter=conjunction([f for f in (source.filter, extra_filter) if f is not None]),
             parent=source.parent,
         )
-        result, predicate = await self._query(query)
-        if predicate is None and also is None:
+        result, row_filter = await self._query(source, query)
+        if row_filter.empty and also is None:
             counted = await settle(result.count())
             if counted is not None:
                 return int(counted)
-        stream = RowStream(result, _both(predicate, also))
+        stream = RowStream(result, row_filter.also(also))
         total = 0
         try:
             while (pairs := await stream.next()) is not None:
@@ -255,7 +262,7 @@ class Executor:
                 parts.append(_eq(target_prop, row[constraint.property]))
             narrowed = CollectionSource(step.target_set, step.target_type, conjunction(parts))
         else:
-            partner = _partner_constraints(nav, step.target_type)
+            partner = expansion.partner_constraints(nav, step.target_type)
             if partner is not None:
                 parts = []
                 for constraint in partner:
@@ -273,21 +280,3 @@ class Executor:
         if nav.collection:
             return narrowed
         return EntityResult(step.target_set, step.target_type, await self.first(narrowed))
-
-
-def _both(
-    first: Optional[Callable[[Row], bool]], second: Optional[Callable[[Row], bool]]
-) -> Optional[Callable[[Row], bool]]:
-    if first is None or second is None:
-        return first or second
-    return lambda row: first(row) and second(row)
-
-
-def _partner_constraints(nav: NavigationProperty, target_type: EntityType) -> Optional[tuple[Any, ...]]:
-    """The constraints of the partner navigation property, when the partner is single-valued."""
-    if nav.partner is None:
-        return None
-    partner = target_type.navigation_property(nav.partner)
-    if partner is None or partner.collection or not partner.constraints:
-        return None
-    return partner.constraints

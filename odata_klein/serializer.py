@@ -6,6 +6,11 @@ properties, metadata level) into a list of per-property encoders, so that
 writing a row is a loop over precomputed fragments.  Collections are written
 by the service as a stream: `collection_start`, one `encode` per row, then
 `collection_end`.
+
+Expanded navigation properties (`InlineNavigation`) are written after the
+structural properties from the values rows carry under their names (see
+`odata_klein.expansion`); a row's other keys, navigation values fetched only
+to evaluate a filter among them, are never written.
 """
 
 from __future__ import annotations
@@ -200,8 +205,47 @@ def _compile_fields_encoder(fields: Sequence[tuple[str, str, ValueEncoder]]) -> 
     return namespace["encode_fields"]  # type: ignore[no-any-return]
 
 
+# The key under which a row carries the size of an expanded collection,
+# after the navigation property's name; the JSON name of the count too.
+COUNT_ANNOTATION = "@odata.count"
+
+
+class InlineNavigation:
+    """
+    An expanded navigation property: its related entity (or None) or list of
+    entities is written with ``encoder``, after ``Name@odata.count`` when
+    ``count`` is set (the row carries it under that key).
+    """
+
+    def __init__(self, name: str, encoder: "EntityEncoder", *, collection: bool, count: bool = False) -> None:
+        self.name = name
+        self._encoder = encoder
+        self._collection = collection
+        self._count_key = name + COUNT_ANNOTATION if count else None
+        self._prefix = _encode_string(name) + ":"
+        self._link_prefix = _encode_string(name + "@odata.navigationLink") + ":"
+
+    def encode(self, row: Mapping[str, Any], entity_url: Optional[str]) -> str:
+        """``"Name":...`` after its annotations (a navigation link when ``entity_url`` is given)."""
+        parts = []
+        if entity_url is not None:
+            parts.append(self._link_prefix + _encode_string(entity_url + "/" + self.name))
+        if self._count_key is not None:
+            parts.append(f"{_encode_string(self._count_key)}:{int(row.get(self._count_key) or 0)}")
+        value = row.get(self.name)
+        encode = self._encoder.encode
+        if self._collection:
+            parts.append(self._prefix + "[" + ",".join([encode(item) for item in value or ()]) + "]")
+        else:
+            parts.append(self._prefix + ("null" if value is None else encode(value)))
+        return ",".join(parts)
+
+
 class EntityEncoder:
-    """Writes rows of one entity type as JSON objects at one metadata level."""
+    """
+    Writes rows of one entity type as JSON objects at one metadata level,
+    with the navigation properties of ``expansions`` written inline.
+    """
 
     def __init__(
         self,
@@ -210,11 +254,17 @@ class EntityEncoder:
         fmt: JsonFormat,
         properties: Sequence[Property],
         entity_url: Optional[Callable[[Mapping[str, Any]], str]] = None,
+        expansions: Sequence[InlineNavigation] = (),
     ) -> None:
         self._full = fmt.metadata == "full"
         self._entity_url = entity_url
         self._type_name = f"#{model.qualified(entity_type.name)}"
-        self._navigation_names = [nav.name for nav in entity_type.navigation_properties]
+        self._expansions = tuple(expansions)
+        expanded = {expansion.name for expansion in self._expansions}
+        # Full metadata links these; expanded ones get their link beside their value.
+        self._navigation_names = [
+            nav.name for nav in entity_type.navigation_properties if nav.name not in expanded
+        ]
         fields: list[tuple[str, str, ValueEncoder]] = []
         for prop in properties:
             prefix = _encode_string(prop.name) + ":"
@@ -223,22 +273,31 @@ class EntityEncoder:
                 prefix = f'{_encode_string(prop.name + "@odata.type")}:"{annotation}",' + prefix
             fields.append((prop.name, prefix, property_encoder(prop, fmt)))
         self._encode_fields = _compile_fields_encoder(fields)
+        # Without expansions, the body of a minimal-metadata row is its fields alone.
+        self._encode_body = self._encode_fields if not self._expansions else self._fields_and_expansions
+
+    def _fields_and_expansions(self, row: Mapping[str, Any]) -> str:
+        fields = self._encode_fields(row)
+        parts = [fields] if fields else []
+        parts.extend(expansion.encode(row, None) for expansion in self._expansions)
+        return ",".join(parts)
 
     def encode(self, row: Mapping[str, Any]) -> str:
         if not self._full:
-            return "{" + self._encode_fields(row) + "}"
+            return "{" + self._encode_body(row) + "}"
         parts = [f'"@odata.type":"{self._type_name}"']
-        if self._entity_url is not None:
-            url = self._entity_url(row)
+        url = self._entity_url(row) if self._entity_url is not None else None
+        if url is not None:
             parts.append(f'"@odata.id":{_encode_string(url)}')
             parts.append(f'"@odata.readLink":{_encode_string(url)}')
         fields = self._encode_fields(row)
         if fields:
             parts.append(fields)
-        if self._entity_url is not None:
-            base = self._entity_url(row)
+        if url is not None:
             for nav in self._navigation_names:
-                parts.append(f'{_encode_string(nav + "@odata.navigationLink")}:{_encode_string(base + "/" + nav)}')
+                parts.append(f'{_encode_string(nav + "@odata.navigationLink")}:{_encode_string(url + "/" + nav)}')
+        for expansion in self._expansions:
+            parts.append(expansion.encode(row, url))
         return "{" + ",".join(parts) + "}"
 
     def encode_with_context(self, row: Mapping[str, Any], context: Optional[str]) -> str:

@@ -13,14 +13,18 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Optional, Sequence
+from typing import Any, AsyncIterator, Callable, Mapping, Optional, Sequence
 from urllib.parse import unquote
 
 from klein import Klein
+from twisted.internet.defer import ensureDeferred
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 from twisted.web.resource import EncodingResourceWrapper, IResource
-from twisted.web.server import Site
+from twisted.web.http import HTTPChannel
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET, Site
 
 from . import csdl
 from .accesslog import AccessRecord, log_access
@@ -28,8 +32,9 @@ from .auth import credentials_from_header
 from .binder import Binder
 from .bound import BoundExpr
 from .compression import StreamingGzipEncoderFactory
+from .context import select_expand_fragment
 from .deferreds import settle
-from .errors import BadRequest, MethodNotAllowed, NotFound, NotImplementedYet, ODataError
+from .errors import BadRequest, MethodNotAllowed, NotImplementedYet, ODataError
 from .evaluate import compile_expression
 from .executor import (
     CollectionSource,
@@ -37,7 +42,9 @@ from .executor import (
     EntityResult,
     Executor,
     PropertyResult,
+    RowStream,
 )
+from .expansion import ExpandNode, attach, bind_expand, entity_encoder, navigation_needed, select_properties
 from .headers import ODATA_VERSION_HEADER, install_header_spellings
 from .interfaces import IProvider, IProviderSession, Row, Trace
 from .model import Edm, EntitySet, EntityType, Model, Property
@@ -50,6 +57,7 @@ from .negotiation import (
     negotiate_json,
     negotiate_metadata,
 )
+from .ordering import order_key, sorted_batches
 from .parser import QueryParser
 from .preferences import Preferences, parse_prefer
 from .resource import bind_path
@@ -64,7 +72,7 @@ from .serializer import (
 from .servicedoc import service_document
 from .skiptoken import SkipToken, decode_skiptoken, encode_skiptoken
 from .streaming import ClientGone, ResponseStream
-from .syntax import QueryOptions, SelectItem
+from .syntax import QueryOptions
 from .urls import encode_query, key_predicate
 
 _log = Logger(namespace="odata_klein.service")
@@ -82,6 +90,51 @@ class _Exchange:
     service_root: str
     trace: Trace = field(default_factory=Trace)
     stream: Optional[ResponseStream] = None
+
+
+@dataclass(frozen=True)
+class _Shape:
+    """How each entity of a response is written: $select, $expand and $compute applied."""
+
+    computed: Mapping[str, BoundExpr]
+    adders: Sequence[tuple[Property, Callable[[Row], Any]]]
+    nodes: tuple[ExpandNode, ...]
+    encoder: EntityEncoder
+    # The context URL fragment: the entity set and its select/expand list.
+    fragment: str
+
+    def complete(self, row: Row) -> Row:
+        """Add the computed properties to ``row``."""
+        for prop, compute in self.adders:
+            row[prop.name] = compute(row)
+        return row
+
+    def encode(self, row: Row) -> str:
+        return self.encoder.encode(self.complete(row))
+
+
+@dataclass(frozen=True)
+class _Ordering:
+    key: Callable[[Row], Any]
+    # Related entities the ordering expressions read.
+    needs: tuple[ExpandNode, ...]
+
+
+class _SortedBatches:
+    """Sorted rows as the (row, cursor) batches the writer reads; sorted rows have no cursor."""
+
+    def __init__(self, batches: AsyncIterator[list[Row]]) -> None:
+        self._batches = batches
+
+    async def __call__(self) -> Optional[list[tuple[Row, Any]]]:
+        try:
+            rows = await self._batches.__anext__()
+        except StopAsyncIteration:
+            return None
+        return [(row, None) for row in rows]
+
+    async def aclose(self) -> None:
+        await self._batches.aclose()  # type: ignore[attr-defined]
 
 
 def _option_name(name: str) -> str:
@@ -113,6 +166,8 @@ class ODataService:
     a client's ``Prefer: odata.maxpagesize`` may lower it or raise it up to
     ``max_page_size``.  ``public_url`` fixes the service root written into
     links when the service runs behind a proxy that changes host or scheme.
+    ``sort_memory_rows`` rows at most are held in memory to sort a result;
+    beyond that sorted runs spill to temporary files.
     """
 
     app = Klein()
@@ -124,8 +179,14 @@ class ODataService:
         page_size: int = 5000,
         max_page_size: int = 100_000,
         public_url: Optional[str] = None,
+        sort_memory_rows: int = 50_000,
+        clock: Optional[IReactorTime] = None,
     ) -> None:
         install_header_spellings()
+        if clock is None:
+            from twisted.internet import reactor as clock  # type: ignore[assignment]
+        self._clock = clock
+        self._sort_memory_rows = sort_memory_rows
         self._provider = provider
         self._page_size = page_size
         self._max_page_size = max(max_page_size, page_size)
@@ -133,7 +194,7 @@ class ODataService:
         self._parser = QueryParser()
 
     def resource(self) -> IResource:
-        return EncodingResourceWrapper(self.app.resource(), [StreamingGzipEncoderFactory()])
+        return EncodingResourceWrapper(_Root(self), [StreamingGzipEncoderFactory()])
 
     def site(self) -> Site:
         return ODataSite(self.resource())
@@ -145,8 +206,8 @@ class ODataService:
         request.setHeader("Cache-Control", "no-store")
         return b'{"status":"ok"}'
 
-    @app.route("/", branch=True)
     async def odata(self, request: IRequest) -> None:
+        """Every OData request: the root hands it here, past Klein's routing (see `_Root`)."""
         exchange = _Exchange(request, self._service_root(request))
         started = time.monotonic()
         request.notifyFinish().addBoth(lambda _: self._log_access(exchange, started))
@@ -257,7 +318,7 @@ class ODataService:
             await self._send_collection(exchange, executor, model, resolved, options, pairs, raw_path, fmt)
         elif isinstance(resolved, EntityResult):
             fmt = negotiate_json(options.format, accept)
-            self._send_entity(exchange, model, resolved, options, fmt)
+            await self._send_entity(exchange, executor, model, resolved, options, fmt)
         else:
             assert isinstance(resolved, PropertyResult)
             if resolved.raw:
@@ -279,7 +340,7 @@ class ODataService:
     @staticmethod
     def _check_supported(options: QueryOptions) -> None:
         """Valid OData this service does not do yet: 501, never a silently different answer."""
-        for name in ("expand", "orderby", "apply", "deltatoken", "index", "levels", "schemaversion"):
+        for name in ("apply", "deltatoken", "index", "levels", "schemaversion"):
             if getattr(options, name) is not None:
                 raise NotImplementedYet(f"${name} is not supported yet", target=f"${name}")
 
@@ -305,46 +366,6 @@ class ODataService:
         else:
             request.setHeader("Content-Type", "application/xml;charset=utf-8")
             request.write(csdl.metadata_xml(model))
-
-    def _selection(
-        self,
-        entity_type: EntityType,
-        select: Optional[tuple[SelectItem, ...]],
-        computed: Sequence[Property] = (),
-    ) -> tuple[list[Property], Optional[str]]:
-        """
-        The properties to write, and the select list of the context URL (None: all).
-        Computed properties are written when ``$select`` names them, as in
-        ASP.NET Core OData; ``*`` stands for the declared properties.
-        """
-        if select is None:
-            return list(entity_type.properties), None
-        computed_by_name = {prop.name: prop for prop in computed}
-        chosen: list[Property] = []
-        listed: list[str] = []
-        for item in select:
-            if item.star:
-                if len(item.path) > 0:
-                    raise NotImplementedYet("qualified * in $select is not supported yet", target="$select")
-                chosen.extend(entity_type.properties)
-                listed.append("*")
-                continue
-            if item.options is not None or len(item.path) != 1:
-                raise NotImplementedYet(
-                    f"$select of {'/'.join(item.path)} with a path or nested options is not supported yet",
-                    target="$select",
-                )
-            name = item.path[0]
-            prop = entity_type.property(name) or computed_by_name.get(name)
-            if prop is not None:
-                chosen.append(prop)
-            elif entity_type.navigation_property(name) is None:
-                raise BadRequest(
-                    f"$select: {name!r} is not a property of {entity_type.name}", target="$select"
-                )
-            listed.append(name)
-        properties = list({prop.name: prop for prop in chosen}.values())
-        return properties, ("*" if listed == ["*"] else ",".join(dict.fromkeys(listed)))
 
     def _computed(
         self, model: Model, entity_type: EntityType, options: QueryOptions
@@ -385,6 +406,45 @@ class ODataService:
             return None
         return f"{exchange.service_root}$metadata#{fragment}"
 
+    def _shape(
+        self,
+        exchange: _Exchange,
+        model: Model,
+        entity_set: EntitySet,
+        entity_type: EntityType,
+        options: QueryOptions,
+        fmt: JsonFormat,
+    ) -> _Shape:
+        """What a response of entities writes, read from $select, $expand and $compute."""
+        binder = Binder(model)
+        computed, adders = self._computed(model, entity_type, options)
+        selection = select_properties(entity_type, options.select, computed=[p for p, _ in adders])
+        nodes = bind_expand(options.expand or (), entity_set, entity_type, model, binder, dict(options.aliases))
+        encoder = entity_encoder(
+            model, fmt, entity_set, entity_type, selection.properties, nodes,
+            lambda target_set, target_type: self._entity_url_builder(exchange, target_set, target_type),
+        )
+        fragment = entity_set.name + select_expand_fragment(selection.listed, nodes)
+        return _Shape(computed, adders, nodes, encoder, fragment)
+
+    def _ordering(
+        self, model: Model, entity_set: EntitySet, entity_type: EntityType, options: QueryOptions, shape: _Shape
+    ) -> Optional[_Ordering]:
+        if options.orderby is None:
+            return None
+        binder = Binder(model)
+        items = [
+            (
+                binder.bind_expression(item.expr, entity_type, dict(options.aliases), "$orderby", computed=shape.computed),
+                item.descending,
+            )
+            for item in options.orderby
+        ]
+        needs: tuple[ExpandNode, ...] = ()
+        for expr, _ in items:
+            needs += navigation_needed(expr, entity_set, entity_type, model)
+        return _Ordering(order_key(items), needs)
+
     async def _send_collection(
         self,
         exchange: _Exchange,
@@ -398,39 +458,39 @@ class ODataService:
     ) -> None:
         self._check_supported(options)
         request = exchange.request
-        entity_type = source.entity_type
-        computed, adders = self._computed(model, entity_type, options)
-        properties, select_list = self._selection(entity_type, options.select, [p for p, _ in adders])
-        user_filter = self._bind_filter(model, entity_type, options, computed)
+        entity_set, entity_type = source.entity_set, source.entity_type
+        shape = self._shape(exchange, model, entity_set, entity_type, options, fmt)
+        ordering = self._ordering(model, entity_set, entity_type, options, shape)
+        user_filter = self._bind_filter(model, entity_type, options, shape.computed)
         search = compile_search(options.search, entity_type) if options.search is not None else None
         preferences = parse_prefer(request.getHeader("prefer"))
+        if ordering is not None and options.skiptoken is not None:
+            raise BadRequest("an ordered result comes whole, in one response: it has no $skiptoken", target="$skiptoken")
         token = (
             decode_skiptoken(options.skiptoken, self._max_page_size)
             if options.skiptoken is not None
             else None
         )
-        page_size = self._page_size_for(token, preferences)
         skip = 0 if token is not None else (options.skip or 0)
         top = options.top
         count = await executor.count(source, user_filter, search) if options.count else None
-
-        take = page_size if top is None else min(page_size, top)
+        # A result ordered other than the provider's way is sorted whole and
+        # streamed in one response: paging it would re-read and re-sort the
+        # upstream for every page, or keep state between requests.
+        page_size: Optional[int] = self._page_size_for(token, preferences) if ordering is None else None
+        take = min(n for n in (page_size, top) if n is not None) if (page_size, top) != (None, None) else None
         stream = await executor.rows(
             source,
             user_filter,
             resume=token.cursor if token is not None else None,
-            limit=skip + take + 1,
+            limit=skip + take + 1 if take is not None and ordering is None else None,
             also=search,
         )
-        encoder = EntityEncoder(
-            model, entity_type, fmt, properties,
-            self._entity_url_builder(exchange, source.entity_set, entity_type),
-        )
-        select_suffix = f"({select_list})" if select_list is not None else ""
-        context = self._context(exchange, fmt, source.entity_set.name + select_suffix)
+        next_batch = stream.next if ordering is None else self._sorted(executor, stream, entity_set, entity_type, ordering)
+        context = self._context(exchange, fmt, shape.fragment)
 
         self._json_headers(request, fmt)
-        if preferences.max_page_size is not None:
+        if preferences.max_page_size is not None and page_size is not None:
             request.setHeader("Preference-Applied", f"odata.maxpagesize={page_size}")
         writer = exchange.stream = ResponseStream(request)
         emitted = 0
@@ -438,8 +498,8 @@ class ODataService:
         more = False
         try:
             await writer.write(collection_start(context, count).encode("utf-8"))
-            while not more and take > 0 and (batch := await writer.guarded(stream.next())) is not None:
-                encoded: list[str] = []
+            while not more and take != 0 and (batch := await writer.guarded(next_batch())) is not None:
+                kept: list[Row] = []
                 for row, cursor in batch:
                     if skip:
                         skip -= 1
@@ -447,24 +507,48 @@ class ODataService:
                     if emitted == take:
                         more = True
                         break
-                    for prop, compute in adders:
-                        row[prop.name] = compute(row)
-                    encoded.append(encoder.encode(row))
+                    kept.append(row)
                     emitted += 1
                     last_cursor = cursor
-                if encoded:
-                    chunk = ",".join(encoded)
-                    await writer.write(("," + chunk if emitted > len(encoded) else chunk).encode("utf-8"))
+                if not kept:
+                    continue
+                if shape.nodes:
+                    await writer.guarded(attach(executor, kept, entity_set, entity_type, shape.nodes))
+                encoded = ",".join([shape.encode(row) for row in kept])
+                await writer.write(("," + encoded if emitted > len(kept) else encoded).encode("utf-8"))
         finally:
             await stream.close()
+            if ordering is not None:
+                await next_batch.aclose()  # type: ignore[attr-defined]
         next_link = None
-        if more and (top is None or top > emitted):
+        if more and page_size is not None and (top is None or top > emitted):
             next_link = self._next_link(
                 exchange, raw_path, pairs, top - emitted if top is not None else None,
                 SkipToken(last_cursor, page_size),
             )
         await writer.write(collection_end(next_link).encode("utf-8"))
         await writer.close()
+
+    def _sorted(
+        self,
+        executor: Executor,
+        stream: RowStream,
+        entity_set: EntitySet,
+        entity_type: EntityType,
+        ordering: _Ordering,
+    ) -> _SortedBatches:
+        """The stream's rows in the requested order, as (row, cursor) batches without cursors."""
+
+        async def rows() -> Optional[list[Row]]:
+            pairs = await stream.next()
+            if pairs is None:
+                return None
+            batch = [row for row, _ in pairs]
+            if ordering.needs and batch:
+                await attach(executor, batch, entity_set, entity_type, ordering.needs)
+            return batch
+
+        return _SortedBatches(sorted_batches(rows, ordering.key, memory_rows=self._sort_memory_rows, clock=self._clock))
 
     def _page_size_for(self, token: Optional[SkipToken], preferences: Preferences) -> int:
         if token is not None:
@@ -515,8 +599,14 @@ class ODataService:
                 raise BadRequest(f"${name} does not apply to a single entity or value", target=f"${name}")
         self._check_supported(options)
 
-    def _send_entity(
-        self, exchange: _Exchange, model: Model, resolved: EntityResult, options: QueryOptions, fmt: JsonFormat
+    async def _send_entity(
+        self,
+        exchange: _Exchange,
+        executor: Executor,
+        model: Model,
+        resolved: EntityResult,
+        options: QueryOptions,
+        fmt: JsonFormat,
     ) -> None:
         self._single_options(options)
         request = exchange.request
@@ -524,18 +614,13 @@ class ODataService:
             self._common_headers(request)
             request.setResponseCode(204)
             return
-        _, adders = self._computed(model, resolved.entity_type, options)
-        properties, select_list = self._selection(resolved.entity_type, options.select, [p for p, _ in adders])
-        for prop, compute in adders:
-            resolved.row[prop.name] = compute(resolved.row)
-        select_suffix = f"({select_list})" if select_list is not None else ""
-        context = self._context(exchange, fmt, f"{resolved.entity_set.name}{select_suffix}/$entity")
-        encoder = EntityEncoder(
-            model, resolved.entity_type, fmt, properties,
-            self._entity_url_builder(exchange, resolved.entity_set, resolved.entity_type),
-        )
+        shape = self._shape(exchange, model, resolved.entity_set, resolved.entity_type, options, fmt)
+        if shape.nodes:
+            await attach(executor, [resolved.row], resolved.entity_set, resolved.entity_type, shape.nodes)
+        context = self._context(exchange, fmt, shape.fragment + "/$entity")
         self._json_headers(request, fmt)
-        request.write(encoder.encode_with_context(resolved.row, context).encode("utf-8"))
+        body = shape.encoder.encode_with_context(shape.complete(resolved.row), context)
+        request.write(body.encode("utf-8"))
 
     def _send_property(
         self, exchange: _Exchange, model: Model, resolved: PropertyResult, options: QueryOptions, fmt: JsonFormat
@@ -562,10 +647,60 @@ class ODataService:
         request.write(body.encode("utf-8"))
 
 
+# Request lines and headers up to this size are read: BI tools send long
+# filters (Power BI's or-lists of slicer values), and Twisted's own limit of
+# 16 KiB would answer them with a bare 400.
+MAX_REQUEST_HEAD = 1024 * 1024
+
+
+class _ODataChannel(HTTPChannel):
+    MAX_LENGTH = MAX_REQUEST_HEAD
+    totalHeadersSize = MAX_REQUEST_HEAD
+
+
+class _Root(Resource):
+    """
+    The site's root: the service's own routes (``/health``) go to its Klein
+    app; every other path is OData and goes straight to `ODataService.odata`.
+    Klein's routing would answer some valid or invalid OData paths itself,
+    in HTML (a key holding a percent-encoded line feed, a path that is not
+    UTF-8), where clients must get OData errors.
+    """
+
+    isLeaf = True
+
+    def __init__(self, service: "ODataService") -> None:
+        super().__init__()
+        self._service = service
+        self._app_routes = service.app.resource()
+
+    def render(self, request: IRequest) -> Any:
+        if request.path in _APP_PATHS:
+            return self._app_routes.render(request)
+        gone: list[bool] = []
+        request.notifyFinish().addErrback(lambda _: gone.append(True))
+
+        def finish(_: object) -> None:
+            # `odata` turns every failure into a response or a dropped connection.
+            if not gone and not request.finished:
+                request.finish()
+
+        ensureDeferred(self._service.odata(request)).addBoth(finish)
+        return NOT_DONE_YET
+
+
+_APP_PATHS = frozenset({b"/health"})
+
+
 class ODataSite(Site):
-    """A Site whose access log is the service's own (one line per request, with upstream counts)."""
+    """
+    A Site whose access log is the service's own (one line per request, with
+    upstream counts), and that reads request heads up to `MAX_REQUEST_HEAD`.
+    HTTP/2 is not offered (it would need the ``h2`` package and TLS).
+    """
 
     noisy = False
+    protocol = _ODataChannel
 
     def log(self, request: Any) -> None:
         pass

@@ -297,8 +297,9 @@ async def test_health_needs_no_credentials(stack: Stack) -> None:
         ("TimeEntries?$top=abc", 400),
         ("TimeEntries?$filter=Hours eq", 400),
         ("TimeEntries?$skiptoken=garbage", 400),
-        ("TimeEntries?$expand=Job", 501),
-        ("TimeEntries?$orderby=Hours", 501),
+        ("TimeEntries?$expand=Job/$ref", 501),
+        ("TimeEntries?$apply=aggregate(Hours with sum as Total)", 501),
+        ("TimeEntries?$orderby=Hours&$skiptoken=abc", 400),
         ("TimeEntries?$format=xml", 406),
     ],
 )

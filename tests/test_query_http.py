@@ -1,0 +1,112 @@
+"""$expand, $orderby and navigation in $filter over HTTP, against the simulator's records."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from urllib.parse import quote
+
+import pytest
+import pytest_twisted
+
+from harness import Stack, small_company, start_stack
+
+
+@pytest_twisted.async_yield_fixture(scope="module")
+async def stacks():
+    company = small_company()
+    with_pushdown = await start_stack(company, page_size=1000)
+    without = await start_stack(company, page_size=1000, pushdown=False)
+    yield with_pushdown, without
+    await with_pushdown.stop()
+    await without.stop()
+
+
+@pytest.fixture
+def stack(stacks) -> Stack:
+    return stacks[0]
+
+
+def q(text: str) -> str:
+    return quote(text, safe="?$=&(),'/:@*;")
+
+
+async def all_rows(stack: Stack, url: str) -> list[dict]:
+    rows: list[dict] = []
+    next_url = q(url)
+    while next_url:
+        reply = await stack.get(next_url)
+        assert reply.code == 200, reply.body
+        body = reply.json()
+        rows += body["value"]
+        next_url = body.get("@odata.nextLink")
+    return rows
+
+
+@pytest_twisted.ensureDeferred
+async def test_power_bi_style_expand(stack: Stack) -> None:
+    jobs = {job.ID: job for job in stack.company.jobs}
+    reply = await stack.get(q("TimeEntries?$select=ID,Hours,Job&$expand=Job($select=Name,ClientID)&$top=300"))
+    body = reply.json()
+    assert body["@odata.context"] == f"{stack.url}$metadata#TimeEntries(ID,Hours,Job,Job(Name,ClientID))"
+    for row, entry in zip(body["value"], stack.company.time_entries):
+        assert row["ID"] == entry.ID
+        assert row["Job"] == {"Name": jobs[entry.JobID].Name, "ClientID": jobs[entry.JobID].ClientID}
+
+
+@pytest_twisted.ensureDeferred
+async def test_nested_expand_and_single_entity(stack: Stack) -> None:
+    entry = stack.company.time_entries[0]
+    job = next(j for j in stack.company.jobs if j.ID == entry.JobID)
+    client = next(c for c in stack.company.clients if c.ID == job.ClientID)
+    body = (await stack.get(q(f"TimeEntries('{entry.ID}')?$expand=Job($expand=Client($select=Name)),User($select=Name)"))).json()
+    assert body["Job"]["Client"] == {"Name": client.Name}
+    assert body["User"]["Name"] == next(u.Name for u in stack.company.users if u.ID == entry.UserID)
+
+
+@pytest_twisted.ensureDeferred
+async def test_orderby_sorts_the_whole_result(stack: Stack) -> None:
+    rows = await all_rows(stack, "TimeEntries?$orderby=Hours desc,Date,ID&$select=ID")
+    expected = sorted(stack.company.time_entries, key=lambda e: (-Decimal(str(e.Hours)), e.Date, e.ID))
+    assert [row["ID"] for row in rows] == [e.ID for e in expected]
+    body = (await stack.get(q("TimeEntries?$orderby=Comment&$top=5&$skip=3&$select=ID,Comment"))).json()
+    # OData sorts null first in ascending order, strings by code point.
+    by_comment = sorted(stack.company.time_entries, key=lambda e: (e.Comment is not None, e.Comment or ""))
+    assert [row["ID"] for row in body["value"]] == [e.ID for e in by_comment[3:8]]
+    assert "@odata.nextLink" not in body
+
+
+@pytest_twisted.ensureDeferred
+async def test_orderby_through_navigation(stack: Stack) -> None:
+    jobs = {job.ID: job.Name for job in stack.company.jobs}
+    rows = await all_rows(stack, "TimeEntries?$orderby=Job/Name,ID&$select=ID,JobID")
+    expected = sorted(stack.company.time_entries, key=lambda e: (jobs[e.JobID], e.ID))
+    assert [row["ID"] for row in rows] == [e.ID for e in expected]
+
+
+@pytest_twisted.ensureDeferred
+@pytest.mark.parametrize("pushdown", [True, False], ids=["pushdown", "engine"])
+async def test_filter_through_navigation(stacks, pushdown: bool) -> None:
+    stack = stacks[0] if pushdown else stacks[1]
+    company = stack.company
+    client = company.clients[3]
+    jobs = {job.ID: job for job in company.jobs}
+    expected = [e.ID for e in company.time_entries if jobs[e.JobID].ClientID == client.ID]
+    rows = await all_rows(stack, f"TimeEntries?$filter=Job/Client/Name eq '{client.Name.replace(chr(39), chr(39) * 2)}'&$select=ID")
+    assert [row["ID"] for row in rows] == expected
+    count = await stack.get(q(f"TimeEntries/$count?$filter=Job/ClientID eq '{client.ID}'"))
+    assert count.body == str(len(expected)).encode()
+
+
+@pytest_twisted.ensureDeferred
+@pytest.mark.parametrize("pushdown", [True, False], ids=["pushdown", "engine"])
+async def test_lambda_over_collection_navigation(stacks, pushdown: bool) -> None:
+    stack = stacks[0] if pushdown else stacks[1]
+    company = stack.company
+    entries_of = {
+        sheet.ID: [e for e in company.time_entries if e.UserID == sheet.UserID and sheet.StartDate <= e.Date <= sheet.EndDate]
+        for sheet in company.timesheets[:60]
+    }
+    ids = ",".join(f"'{sheet_id}'" for sheet_id in entries_of)
+    rows = await all_rows(stack, f"Timesheets?$filter=ID in ({ids}) and TimeEntries/any(t: t/Hours gt 8)&$select=ID")
+    expected = [s.ID for s in company.timesheets if s.ID in entries_of and any(e.Hours > 8 for e in entries_of[s.ID])]
+    assert [row["ID"] for row in rows] == expected
