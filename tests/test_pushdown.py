@@ -76,15 +76,32 @@ def test_booleans() -> None:
     assert plan.params == [("IsActive", "true")]
 
 
-def test_dates_are_widened_and_checked_again() -> None:
-    start, end = datetime.date(2026, 3, 1), datetime.date(2026, 4, 1)
+def test_long_date_ranges_are_widened_and_checked_again() -> None:
+    start, end = datetime.date(2025, 3, 1), datetime.date(2026, 4, 1)
     filter_ = all_of(cmp("ge", "Date", start), cmp("lt", "Date", end), eq("UserID", "u1"))
     plan = plan_pushdown("TimeEntries", filter_, own_scope=False)
-    assert ("StartDate", "2026-02-28") in plan.params
+    assert ("StartDate", "2025-02-28") in plan.params
     # lt 2026-04-01 is le 2026-03-31, widened by a day.
     assert ("EndDate", "2026-04-01") in plan.params
     assert ("UserID", "u1") in plan.params
     assert conjuncts(plan.residual) == [cmp("ge", "Date", start), cmp("lt", "Date", end)]
+    open_ended = plan_pushdown("TimeEntries", cmp("ge", "Date", start), own_scope=False)
+    assert open_ended.params == [("StartDate", "2025-02-28")] and open_ended.residual == cmp("ge", "Date", start)
+
+
+def test_short_date_ranges_go_as_exact_days() -> None:
+    """A month becomes 31 EntryDate values: ClickTime returns exactly the matching rows."""
+    start, end = datetime.date(2026, 3, 1), datetime.date(2026, 4, 1)
+    filter_ = all_of(cmp("ge", "Date", start), cmp("lt", "Date", end), eq("UserID", "u1"))
+    plan = plan_pushdown("TimeEntries", filter_, own_scope=False)
+    days = [value for name, value in plan.params if name == "EntryDate"]
+    assert days == [(start + datetime.timedelta(days=n)).isoformat() for n in range(31)]
+    assert ("UserID", "u1") in plan.params and plan.residual is None
+    both = plan_pushdown(
+        "TimeEntries", all_of(cmp("ge", "Date", start), cmp("lt", "Date", end), cmp("eq", "Date", end)),
+        own_scope=False,
+    )
+    assert both.matches_nothing
 
 
 def test_empty_date_range_matches_nothing() -> None:

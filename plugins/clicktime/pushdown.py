@@ -302,6 +302,8 @@ def plan_pushdown(
     date_range = DATE_RANGE_FILTERS.get(entity_set)
     ranges = {name: _Range() for name in (date_range.properties if date_range else ())}
     residual: list[BoundExpr] = []
+    # Date comparisons: pushed as exact days, or as a widened span and checked again.
+    range_conjuncts: list[BoundExpr] = []
     chosen: dict[str, tuple[_Param, set[str], list[str]]] = {}
 
     for conjunct in conjuncts(filter_):
@@ -340,19 +342,53 @@ def plan_pushdown(
             if bound is not None:
                 name, op, day = bound
                 ranges[name].narrow(op, day)
-                residual.append(conjunct)
+                range_conjuncts.append(conjunct)
                 continue
         residual.append(conjunct)
+
+    exact_days = _days_of_range(date_range, ranges, filters)
+    if exact_days is not None:
+        name, days = exact_days
+        param = filters[name]
+        if name in chosen:
+            _, existing, ordered = chosen[name]
+            kept = existing & set(days)
+            chosen[name] = (param, kept, [v for v in ordered if v in kept])
+        else:
+            chosen[name] = (param, set(days), days)
+    else:
+        residual.extend(range_conjuncts)
 
     for name, (param, kept, ordered) in chosen.items():
         if not kept:
             plan.matches_nothing = True
         plan.params.extend((param.name, value) for value in ordered)
         plan.applied.append(f"{name} in ({', '.join(ordered)})" if len(ordered) > 1 else f"{name} eq {ordered[0] if ordered else '∅'}")
-    if date_range is not None:
+    if date_range is not None and exact_days is None:
         _push_date_range(plan, date_range, ranges)
     plan.residual = conjunction(residual)
     return plan
+
+
+def _days_of_range(
+    date_range: Optional[_DateRangeFilter], ranges: Mapping[str, _Range], filters: Mapping[str, _Param]
+) -> Optional[tuple[str, list[str]]]:
+    """
+    A closed range of at most MAX_PUSHED_VALUES days on a date with an exact
+    equality filter (TimeEntries' Date and EntryDate[]), as its days: ClickTime
+    then returns exactly the matching rows, where the widened StartDate/EndDate
+    span would return the days at both ends too.
+    """
+    if date_range is None or len(date_range.properties) != 1:
+        return None
+    name = date_range.properties[0]
+    param, bounds = filters.get(name), ranges[name]
+    if param is None or not param.exact or bounds.empty or bounds.lower is None or bounds.upper is None:
+        return None
+    length = (bounds.upper - bounds.lower).days + 1
+    if not 1 <= length <= MAX_PUSHED_VALUES:
+        return None
+    return name, [(bounds.lower + datetime.timedelta(days=n)).isoformat() for n in range(length)]
 
 
 def _push_date_range(plan: Pushdown, date_range: _DateRangeFilter, ranges: Mapping[str, _Range]) -> None:
