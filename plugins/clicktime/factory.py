@@ -49,6 +49,12 @@ class ClickTimeProviderFactory:
     option_parameters = [
         ["upstream", None, DEFAULT_UPSTREAM, "The ClickTime REST API v2 base URL."],
         [
+            "reference-ttl", None, 60,
+            "Seconds a caller's copy of Users, Jobs, Clients, Tasks and Divisions is reused to answer "
+            "filters through navigation and $expand (0: always ask ClickTime).",
+            whole_number(0),
+        ],
+        [
             "demo-entries", None, DEFAULT_DEMO_ENTRIES,
             "With --demo: how many time entries the generated company has (the same number gives the same data).",
             whole_number(0),
@@ -70,7 +76,7 @@ class ClickTimeProviderFactory:
     async def _start(self, reactor: Any, options: Mapping[str, Any]) -> RunningProvider:
         if not options.get("demo"):
             client = ClickTimeClient(reactor, options.get("upstream") or DEFAULT_UPSTREAM)
-            return RunningProvider(ClickTimeProvider(reactor, client))
+            return RunningProvider(ClickTimeProvider(reactor, client, reference_ttl=_reference_ttl(options)))
         from .simulator import generate_company, start_simulator
 
         company = generate_company(
@@ -80,7 +86,9 @@ class ClickTimeProviderFactory:
         )
         simulator = await start_simulator(reactor, company, access_log=False)
         client = ClickTimeClient(reactor, simulator.base_url)
-        provider = _DemoProvider(reactor, client, stop_simulator=simulator.stop)
+        provider = _DemoProvider(
+            reactor, client, stop_simulator=simulator.stop, reference_ttl=_reference_ttl(options)
+        )
         return RunningProvider(
             provider,
             announcements=(
@@ -91,6 +99,10 @@ class ClickTimeProviderFactory:
                 f"  STANDARD demo token: {company.standard_token}",
             ),
         )
+
+
+def _reference_ttl(options: Mapping[str, Any]) -> float:
+    return float(options.get("reference-ttl", 60))
 
 
 def _optional(value: Optional[str]) -> Optional[str]:
