@@ -36,6 +36,23 @@ POWER_BI_HEADERS = {
 }
 
 
+# Entity set -> the Company attribute holding its records.
+RECORDS = {
+    "TimeEntries": "time_entries",
+    "Users": "users",
+    "Jobs": "jobs",
+    "Clients": "clients",
+    "Tasks": "tasks",
+    "Divisions": "divisions",
+    "Timesheets": "timesheets",
+}
+
+
+def records_of(company: Company, entity_set: str) -> list:
+    """The simulator's records of an entity set, in ClickTime's order."""
+    return list(getattr(company, RECORDS[entity_set]))
+
+
 def small_company(entries: int = 2500) -> Company:
     return generate_company(entries=entries, seed=7, admin_token=ADMIN_TOKEN, standard_token=STANDARD_TOKEN)
 

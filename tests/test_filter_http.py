@@ -28,16 +28,8 @@ from urllib.parse import quote
 import pytest
 import pytest_twisted
 
-from harness import Stack, small_company, start_stack
+from harness import Stack, records_of, small_company, start_stack
 from odata_klein_plugins.clicktime.simulator import Company
-
-RECORDS = {
-    "TimeEntries": "time_entries",
-    "Users": "users",
-    "Jobs": "jobs",
-    "Clients": "clients",
-    "Tasks": "tasks",
-}
 
 
 @pytest_twisted.async_yield_fixture(scope="module")
@@ -241,7 +233,7 @@ ALL_CASES = COMPARISONS + NULLS_AND_LOGIC + ARITHMETIC + STRINGS + DATES_AND_TIM
 @pytest.mark.parametrize("case", ALL_CASES, ids=[f"{c.entity_set}: {c.filter}" for c in ALL_CASES])
 async def test_filter(stack: Stack, case: Case) -> None:
     values = samples(stack.company)
-    records = getattr(stack.company, RECORDS[case.entity_set])
+    records = records_of(stack.company, case.entity_set)
     expected = [r.ID for r in records if case.holds(r, values)]
     assert 0 < len(expected) < len(records), "the case must be able to fail"
     ids, count = await filtered_ids(stack, case.entity_set, encoded(case.filter.format(**values)))

@@ -22,18 +22,8 @@ import treq
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from harness import ADMIN_TOKEN, Stack, small_company, start_stack
+from harness import ADMIN_TOKEN, RECORDS, Stack, records_of, small_company, start_stack
 from odata_klein_plugins.clicktime.simulator import Company
-
-RECORDS = {
-    "TimeEntries": "time_entries",
-    "Users": "users",
-    "Jobs": "jobs",
-    "Clients": "clients",
-    "Tasks": "tasks",
-    "Divisions": "divisions",
-    "Timesheets": "timesheets",
-}
 
 
 class Stacks:
@@ -102,7 +92,7 @@ def date_literals(draw: st.DrawFn, day: datetime.date) -> str:
 
 
 def values_of(company: Company, entity_set: str, column: str) -> list[Any]:
-    records = getattr(company, RECORDS[entity_set])
+    records = records_of(company, entity_set)
     return sorted({getattr(r, column) for r in records if getattr(r, column) is not None})
 
 
@@ -376,6 +366,6 @@ async def test_pushdown_reads_fewer_rows_upstream(
     assert await read(stacks.filtering, entity_set, filter_text) == (wanted, len(wanted))
     pushed_calls, pushed_rows = await upstream_since(stacks.pushing, entity_set, pushing_start)
     all_calls, all_rows = await upstream_since(stacks.filtering, entity_set, filtering_start)
-    assert all_rows >= len(getattr(company, RECORDS[entity_set]))
+    assert all_rows >= len(records_of(company, entity_set))
     assert len(wanted) <= pushed_rows < all_rows / 5
     assert pushed_calls <= all_calls

@@ -18,7 +18,7 @@ from twisted.web.client import Agent
 from twisted.web.http_headers import Headers
 
 from csdl_validation import validate_json, validate_xml_40, validate_xml_401
-from harness import ADMIN_TOKEN, POWER_BI_HEADERS, STANDARD_TOKEN, LogCapture, Stack, basic, start_stack
+from harness import ADMIN_TOKEN, POWER_BI_HEADERS, STANDARD_TOKEN, LogCapture, Stack, basic, records_of, start_stack
 
 ENTITY_SETS = ("TimeEntries", "Users", "Jobs", "Clients", "Tasks", "Divisions", "Timesheets")
 
@@ -28,19 +28,6 @@ async def stack():
     running = await start_stack(page_size=1000)
     yield running
     await running.stop()
-
-
-def upstream_records(stack: Stack, entity_set: str) -> list:
-    attribute = {
-        "TimeEntries": "time_entries",
-        "Users": "users",
-        "Jobs": "jobs",
-        "Clients": "clients",
-        "Tasks": "tasks",
-        "Divisions": "divisions",
-        "Timesheets": "timesheets",
-    }[entity_set]
-    return getattr(stack.company, attribute)
 
 
 async def read_all(stack: Stack, url: str, headers=None, token=ADMIN_TOKEN) -> tuple[list[dict], list[dict]]:
@@ -119,7 +106,7 @@ async def test_metadata_json_when_asked_unambiguously(stack: Stack) -> None:
 @pytest.mark.parametrize("entity_set", ENTITY_SETS)
 async def test_power_bi_reads_every_row(stack: Stack, entity_set: str) -> None:
     rows, pages = await read_all(stack, entity_set, headers=POWER_BI_HEADERS)
-    expected = upstream_records(stack, entity_set)
+    expected = records_of(stack.company, entity_set)
     assert [row["ID"] for row in rows] == [record.ID for record in expected]
     assert all(page["@odata.context"] == f"{stack.url}$metadata#{entity_set}" for page in pages)
     if len(expected) > 1000:
