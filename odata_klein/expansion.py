@@ -89,6 +89,9 @@ class Selection:
     properties: tuple[Property, ...]
     # None when nothing was selected: every structural property is written.
     listed: Optional[str] = None
+    # Complex properties of which only some members are selected
+    # ($select=CustomFields/Phase): property name -> member names.
+    projections: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -177,6 +180,7 @@ def select_properties(
     computed_by_name = {prop.name: prop for prop in computed}
     chosen: list[Property] = []
     listed: list[str] = []
+    projections: dict[str, list[str]] = {}
     for item in select:
         if item.star:
             if item.path:
@@ -184,11 +188,16 @@ def select_properties(
             chosen.extend(entity_type.properties)
             listed.append("*")
             continue
-        if item.options is not None or len(item.path) != 1:
-            raise NotImplementedYet(
-                f"{option} of {'/'.join(item.path)} with a path or nested options is not supported yet",
-                target=option,
-            )
+        members = _selected_members(entity_type, item, option)
+        if members is not None:
+            prop_name, member_names = members
+            prop = entity_type.property(prop_name)
+            assert prop is not None
+            chosen.append(prop)
+            projections.setdefault(prop_name, [])
+            projections[prop_name] += [m for m in member_names if m not in projections[prop_name]]
+            listed += [f"{prop_name}/{member}" for member in member_names]
+            continue
         name = item.path[0]
         prop = entity_type.property(name) or computed_by_name.get(name)
         if prop is not None:
@@ -197,7 +206,55 @@ def select_properties(
             raise BadRequest(f"{option}: {name!r} is not a property of {entity_type.name}", target=option)
         listed.append(name)
     properties = tuple({prop.name: prop for prop in chosen}.values())
-    return Selection(properties, "*" if listed == ["*"] else ",".join(dict.fromkeys(listed)))
+    # A property selected whole as well as by members is written whole.
+    whole = {item.path[0] for item in select if len(item.path) == 1 and item.options is None and not item.star}
+    starred = any(item.star for item in select)
+    kept = {
+        name: tuple(members)
+        for name, members in projections.items()
+        if name not in whole and not starred
+    }
+    return Selection(properties, "*" if listed == ["*"] else ",".join(dict.fromkeys(listed)), kept)
+
+
+def _selected_members(
+    entity_type: EntityType, item: syntax.SelectItem, option: str
+) -> Optional[tuple[str, list[str]]]:
+    """
+    ``CustomFields/Phase`` or, in 4.01 form, ``CustomFields($select=Phase,Billable)``:
+    the complex property and the members selected; None for a plain item.
+    """
+    if item.options is None and len(item.path) == 1:
+        return None
+    name = item.path[0]
+    prop = entity_type.property(name)
+    if prop is None or prop.edm is not None:
+        raise BadRequest(
+            f"{option}: {'/'.join(item.path)!r} selects inside {name!r}, which is not a complex property "
+            f"of {entity_type.name}",
+            target=option,
+        )
+    if item.options is None:
+        if len(item.path) != 2:
+            raise NotImplementedYet(f"{option} of {'/'.join(item.path)} is not supported yet", target=option)
+        return name, [item.path[1]]
+    nested = item.options
+    others = [
+        field_name for field_name in ("filter", "expand", "orderby", "top", "skip", "count", "search", "compute")
+        if getattr(nested, field_name) is not None
+    ]
+    if others or len(item.path) != 1 or not nested.select:
+        raise BadRequest(
+            f"{option}: only $select applies inside {name!r}, a single complex property "
+            f"(not ${', $'.join(others) or 'nothing'})",
+            target=option,
+        )
+    members: list[str] = []
+    for inner in nested.select:
+        if inner.star or inner.options is not None or len(inner.path) != 1:
+            raise NotImplementedYet(f"{option}: nested selections inside {name!r} are not supported", target=option)
+        members.append(inner.path[0])
+    return name, members
 
 
 # --- Binding $expand ----------------------------------------------------------------------
@@ -691,6 +748,7 @@ def entity_encoder(
     properties: Sequence[Property],
     nodes: Sequence[ExpandNode],
     entity_url_for: Callable[[EntitySet, EntityType], Optional[Callable[[Mapping[str, Any]], str]]],
+    projections: Mapping[str, tuple[str, ...]] = {},
 ) -> EntityEncoder:
     """
     The encoder of entities of ``entity_set`` with ``properties`` and the
@@ -708,13 +766,16 @@ def entity_encoder(
                 node.selection.properties,
                 node.expand,
                 entity_url_for,
+                node.selection.projections,
             ),
             collection=node.navigation.collection,
             count=node.count,
         )
         for node in nodes
     ]
-    return EntityEncoder(model, entity_type, fmt, properties, entity_url_for(entity_set, entity_type), inline)
+    return EntityEncoder(
+        model, entity_type, fmt, properties, entity_url_for(entity_set, entity_type), inline, projections
+    )
 
 
 __all__ = [

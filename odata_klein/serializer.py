@@ -184,6 +184,17 @@ def _type_annotation(prop: Property, model: Model) -> Optional[str]:
     return f"#{short}"
 
 
+def _projected(members: Sequence[str]) -> ValueEncoder:
+    """A complex value written with only ``members`` (those it has)."""
+
+    def encode(value: Any) -> str:
+        if not isinstance(value, Mapping):
+            return encode_json_value(value)
+        return _encode_object({member: value[member] for member in members if member in value})
+
+    return encode
+
+
 def _compile_fields_encoder(fields: Sequence[tuple[str, str, ValueEncoder]]) -> Callable[[Mapping[str, Any]], str]:
     """
     One straight-line function for a row's properties: the hot path of every
@@ -255,7 +266,9 @@ class EntityEncoder:
         properties: Sequence[Property],
         entity_url: Optional[Callable[[Mapping[str, Any]], str]] = None,
         expansions: Sequence[InlineNavigation] = (),
+        projections: Mapping[str, Sequence[str]] = {},
     ) -> None:
+        """``projections``: complex properties written with only these members ($select=P/member)."""
         self._full = fmt.metadata == "full"
         self._entity_url = entity_url
         self._type_name = f"#{model.qualified(entity_type.name)}"
@@ -271,7 +284,10 @@ class EntityEncoder:
             annotation = _type_annotation(prop, model) if self._full else None
             if annotation is not None:
                 prefix = f'{_encode_string(prop.name + "@odata.type")}:"{annotation}",' + prefix
-            fields.append((prop.name, prefix, property_encoder(prop, fmt)))
+            encode = property_encoder(prop, fmt)
+            if prop.name in projections:
+                encode = _projected(projections[prop.name])
+            fields.append((prop.name, prefix, encode))
         self._encode_fields = _compile_fields_encoder(fields)
         # Without expansions, the body of a minimal-metadata row is its fields alone.
         self._encode_body = self._encode_fields if not self._expansions else self._fields_and_expansions

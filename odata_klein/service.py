@@ -423,6 +423,7 @@ class ODataService:
         encoder = entity_encoder(
             model, fmt, entity_set, entity_type, selection.properties, nodes,
             lambda target_set, target_type: self._entity_url_builder(exchange, target_set, target_type),
+            selection.projections,
         )
         fragment = entity_set.name + select_expand_fragment(selection.listed, nodes)
         return _Shape(computed, adders, nodes, encoder, fragment)

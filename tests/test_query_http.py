@@ -110,3 +110,19 @@ async def test_lambda_over_collection_navigation(stacks, pushdown: bool) -> None
     rows = await all_rows(stack, f"Timesheets?$filter=ID in ({ids}) and TimeEntries/any(t: t/Hours gt 8)&$select=ID")
     expected = [s.ID for s in company.timesheets if s.ID in entries_of and any(e.Hours > 8 for e in entries_of[s.ID])]
     assert [row["ID"] for row in rows] == expected
+
+
+@pytest_twisted.ensureDeferred
+async def test_select_members_of_custom_fields(stack: Stack) -> None:
+    entries = [e for e in stack.company.time_entries if e.CustomFields][:50]
+    field_name = next(iter(entries[0].CustomFields))
+    ids = ",".join(f"'{e.ID}'" for e in entries)
+    for select in (f"ID,CustomFields/{field_name}", f"ID,CustomFields($select={field_name})"):
+        body = (await stack.get(q(f"TimeEntries?$filter=ID in ({ids})&$select={select}"))).json()
+        assert body["@odata.context"] == f"{stack.url}$metadata#TimeEntries(ID,CustomFields/{field_name})"
+        for row, entry in zip(body["value"], entries):
+            assert row == {"ID": entry.ID, "CustomFields": {field_name: entry.CustomFields[field_name]}}
+    whole = (await stack.get(q(f"TimeEntries?$filter=ID in ({ids})&$select=CustomFields,CustomFields/{field_name}"))).json()
+    assert whole["value"][0]["CustomFields"] == entries[0].CustomFields
+    for bad in ("Hours/Foo", "CustomFields($filter=Phase eq 'x')"):
+        assert (await stack.get(q(f"TimeEntries?$select={bad}"))).code == 400
