@@ -61,6 +61,7 @@ from .ordering import order_key, sorted_batches
 from .parser import QueryParser
 from .preferences import Preferences, parse_prefer
 from .resource import bind_path
+from .roots import resolve_root_paths
 from .search import compile_search
 from .serializer import (
     EntityEncoder,
@@ -390,8 +391,9 @@ class ODataService:
         base = exchange.service_root + entity_set.name
         return lambda row: base + key_predicate(entity_type, row)
 
-    def _bind_filter(
+    async def _bind_filter(
         self,
+        executor: Executor,
         model: Model,
         entity_type: EntityType,
         options: QueryOptions,
@@ -399,7 +401,9 @@ class ODataService:
     ) -> Optional[BoundExpr]:
         if options.filter is None:
             return None
-        return Binder(model).bind_filter(options.filter, entity_type, dict(options.aliases), computed=computed)
+        aliases = dict(options.aliases)
+        expr = await resolve_root_paths(options.filter, executor, model, aliases, "$filter")
+        return Binder(model).bind_filter(expr, entity_type, aliases, computed=computed)
 
     def _context(self, exchange: _Exchange, fmt: JsonFormat, fragment: str) -> Optional[str]:
         if fmt.metadata == "none":
@@ -462,7 +466,7 @@ class ODataService:
         entity_set, entity_type = source.entity_set, source.entity_type
         shape = self._shape(exchange, model, entity_set, entity_type, options, fmt)
         ordering = self._ordering(model, entity_set, entity_type, options, shape)
-        user_filter = self._bind_filter(model, entity_type, options, shape.computed)
+        user_filter = await self._bind_filter(executor, model, entity_type, options, shape.computed)
         search = compile_search(options.search, entity_type) if options.search is not None else None
         preferences = parse_prefer(request.getHeader("prefer"))
         if ordering is not None and options.skiptoken is not None:
@@ -586,7 +590,7 @@ class ODataService:
         self._check_supported(options)
         entity_type = resolved.source.entity_type
         computed, _ = self._computed(model, entity_type, options)
-        user_filter = self._bind_filter(model, entity_type, options, computed)
+        user_filter = await self._bind_filter(executor, model, entity_type, options, computed)
         search = compile_search(options.search, entity_type) if options.search is not None else None
         total = await executor.count(resolved.source, user_filter, search)
         request = exchange.request

@@ -126,3 +126,19 @@ async def test_select_members_of_custom_fields(stack: Stack) -> None:
     assert whole["value"][0]["CustomFields"] == entries[0].CustomFields
     for bad in ("Hours/Foo", "CustomFields($filter=Phase eq 'x')"):
         assert (await stack.get(q(f"TimeEntries?$select={bad}"))).code == 400
+
+
+@pytest_twisted.ensureDeferred
+async def test_root_paths_in_filters(stack: Stack) -> None:
+    pivot = stack.company.time_entries[10]
+    expected = [e.ID for e in stack.company.time_entries if e.Hours > pivot.Hours and e.UserID == pivot.UserID]
+    rows = await all_rows(
+        stack,
+        f"TimeEntries?$filter=Hours gt $root/TimeEntries('{pivot.ID}')/Hours and "
+        f"UserID eq $root/TimeEntries('{pivot.ID}')/UserID&$select=ID",
+    )
+    assert [row["ID"] for row in rows] == expected
+    missing = await stack.get(q("TimeEntries?$filter=Hours gt $root/TimeEntries('nope')/Hours"))
+    assert missing.code == 404
+    entity = await stack.get(q(f"TimeEntries?$filter=Job eq $root/TimeEntries('{pivot.ID}')"))
+    assert entity.code == 400 and entity.json()["error"]["target"] == "$filter"
