@@ -16,9 +16,10 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Optional
 from .bound import BoundBinary, BoundExpr, BoundLiteral, BoundProperty, conjunction
 from . import expansion
 from .deferreds import settle
+from .describe import describe
 from .errors import NotFound
 from .evaluate import compile_predicate
-from .interfaces import Cursor, IProviderSession, IQueryResult, NavigationSource, ProviderQuery, Row
+from .interfaces import Cursor, IProviderSession, IQueryResult, NavigationSource, ProviderQuery, Row, Trace
 from .model import EntitySet, EntityType, Model, Property
 from .resource import (
     BoundPath,
@@ -133,13 +134,16 @@ class RowStream:
 
 
 class Executor:
-    def __init__(self, session: IProviderSession, model: Model) -> None:
+    def __init__(self, session: IProviderSession, model: Model, trace: Optional[Trace] = None) -> None:
         self._session = session
         self._model = model
+        self._trace = trace
 
     async def _query(self, source: CollectionSource, query: ProviderQuery) -> tuple[IQueryResult, RowFilter]:
         result: IQueryResult = await settle(self._session.query(query))
         entity_set, entity_type = source.entity_set, source.entity_type
+        if result.residual is not None and self._trace is not None:
+            self._trace.evaluated.append(f"{entity_set.name}: {describe(result.residual)}")
         local, related = expansion.split_filter(result.residual, entity_set, entity_type, self._model)
         if related is None:
             return result, RowFilter(compile_predicate(local) if local is not None else None)

@@ -103,7 +103,9 @@ class Trace:
     """Per-request record of the provider's upstream work."""
 
     calls: list[UpstreamCall] = field(default_factory=list)
+    # What the provider applied itself, and what the engine had to evaluate.
     pushed_down: list[str] = field(default_factory=list)
+    evaluated: list[str] = field(default_factory=list)
 
     @property
     def upstream_requests(self) -> int:

@@ -335,10 +335,13 @@ def collection_start(context: Optional[str], count: Optional[int]) -> str:
     return "{" + ",".join(parts)
 
 
-def collection_end(next_link: Optional[str]) -> str:
-    if next_link is None:
-        return "]}"
-    return f'],"@odata.nextLink":{_encode_string(next_link)}}}'
+def collection_end(next_link: Optional[str], annotations: Mapping[str, Any] = {}) -> str:
+    """Close a collection: its nextLink, then instance annotations the client asked for (plain JSON values)."""
+    parts = [""]
+    if next_link is not None:
+        parts.append(f'"@odata.nextLink":{_encode_string(next_link)}')
+    parts += [f"{_encode_string('@' + term)}:{json.dumps(value, ensure_ascii=False)}" for term, value in annotations.items()]
+    return "]" + ",".join(parts) + "}"
 
 
 def property_document(context: Optional[str], prop: Property, value: Any, fmt: JsonFormat) -> str:

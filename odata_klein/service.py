@@ -138,6 +138,46 @@ class _SortedBatches:
         await self._batches.aclose()  # type: ignore[attr-defined]
 
 
+# The instance annotation that explains a response (for the console): what the
+# provider applied, what the service evaluated, and every upstream request.
+EXPLAIN_ANNOTATION = "OdataKlein.explain"
+
+
+def _engine_work(options: QueryOptions, shape: _Shape) -> list[str]:
+    """What the service itself does for a collection request, beside the residual filter."""
+    work = []
+    if options.search is not None:
+        work.append("$search on every text property")
+    if options.orderby is not None:
+        work.append("$orderby: the whole result sorted (spilling to disk past a threshold)")
+    for node in shape.nodes:
+        work.append(f"$expand {node.name}: related entities fetched in batches")
+    for prop, _ in shape.adders:
+        work.append(f"$compute {prop.name}")
+    return work
+
+
+def _explanation(trace: Trace, rows: int) -> dict[str, Any]:
+    return {
+        "pushedDown": list(trace.pushed_down),
+        "evaluatedByService": list(trace.evaluated),
+        "upstreamRequests": [
+            {
+                "method": call.method,
+                "url": call.url,
+                "params": [list(pair) for pair in call.params],
+                "status": call.status,
+                "rows": call.rows,
+                "total": call.total,
+                "seconds": None if call.seconds is None else round(call.seconds, 4),
+                "attempts": call.attempts,
+            }
+            for call in trace.calls
+        ],
+        "rowsWritten": rows,
+    }
+
+
 def _option_name(name: str) -> str:
     """``$Top`` and ``top`` both name the system option ``top`` (OData 4.01)."""
     return name.lower().lstrip("$")
@@ -309,7 +349,7 @@ class ODataService:
         model = await self._model(session)
         aliases = dict(options.aliases)
         bound = bind_path(resource_path, model, aliases)
-        executor = Executor(session, model)
+        executor = Executor(session, model, exchange.trace)
         resolved = await executor.resolve(bound)
         if isinstance(resolved, CountResult):
             accepts_text(options.format, accept)
@@ -494,9 +534,17 @@ class ODataService:
         next_batch = stream.next if ordering is None else self._sorted(executor, stream, entity_set, entity_type, ordering)
         context = self._context(exchange, fmt, shape.fragment)
 
+        explain = preferences.includes_annotation(EXPLAIN_ANNOTATION)
+        if explain:
+            exchange.trace.evaluated += _engine_work(options, shape)
         self._json_headers(request, fmt)
+        applied = []
         if preferences.max_page_size is not None and page_size is not None:
-            request.setHeader("Preference-Applied", f"odata.maxpagesize={page_size}")
+            applied.append(f"odata.maxpagesize={page_size}")
+        if explain:
+            applied.append(f'odata.include-annotations="{EXPLAIN_ANNOTATION}"')
+        if applied:
+            request.setHeader("Preference-Applied", ", ".join(applied))
         writer = exchange.stream = ResponseStream(request)
         emitted = 0
         last_cursor: Any = None
@@ -531,7 +579,8 @@ class ODataService:
                 exchange, raw_path, pairs, top - emitted if top is not None else None,
                 SkipToken(last_cursor, page_size),
             )
-        await writer.write(collection_end(next_link).encode("utf-8"))
+        annotations = {EXPLAIN_ANNOTATION: _explanation(exchange.trace, emitted)} if explain else {}
+        await writer.write(collection_end(next_link, annotations).encode("utf-8"))
         await writer.close()
 
     def _sorted(

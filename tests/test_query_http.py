@@ -142,3 +142,22 @@ async def test_root_paths_in_filters(stack: Stack) -> None:
     assert missing.code == 404
     entity = await stack.get(q(f"TimeEntries?$filter=Job eq $root/TimeEntries('{pivot.ID}')"))
     assert entity.code == 400 and entity.json()["error"]["target"] == "$filter"
+
+
+@pytest_twisted.ensureDeferred
+async def test_explanation_on_request(stack: Stack) -> None:
+    """The console asks for OdataKlein.explain: what ClickTime applied and what the service evaluated."""
+    entry = stack.company.time_entries[0]
+    url = q(f"TimeEntries?$filter=UserID eq '{entry.UserID}' and Hours gt 2&$search=the&$select=ID")
+    plain = (await stack.get(url)).json()
+    assert "@OdataKlein.explain" not in plain
+    reply = await stack.get(url, headers={"Prefer": 'odata.include-annotations="OdataKlein.explain"'})
+    assert reply.header("preference-applied") == 'odata.include-annotations="OdataKlein.explain"'
+    explain = reply.json()["@OdataKlein.explain"]
+    assert any("UserID" in note for note in explain["pushedDown"])
+    assert any("Hours gt 2" in note for note in explain["evaluatedByService"])
+    assert "$search on every text property" in explain["evaluatedByService"]
+    time_entry_calls = [call for call in explain["upstreamRequests"] if call["url"].endswith("/TimeEntries")]
+    assert time_entry_calls and ["UserID", entry.UserID] in time_entry_calls[0]["params"]
+    assert explain["rowsWritten"] == len(reply.json()["value"])
+    assert "test-admin-token" not in reply.body.decode()
