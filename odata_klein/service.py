@@ -183,13 +183,19 @@ def _option_name(name: str) -> str:
     return name.lower().lstrip("$")
 
 
-def split_query(query: str) -> list[tuple[str, str]]:
-    """Decoded (name, value) pairs in order; ``+`` is a plus sign, as OData literals need."""
+def split_query(query: str, *, plus_is_space: bool = False) -> list[tuple[str, str]]:
+    """
+    Decoded (name, value) pairs in order.  ``+`` is a plus sign, as the OData
+    ABNF reads it (``2026-02-03T00:00:00+01:00``), unless ``plus_is_space``
+    asks for the form encoding many HTTP libraries use for spaces.
+    """
     pairs = []
     for part in query.split("&"):
         if not part:
             continue
         name, _, value = part.partition("=")
+        if plus_is_space:
+            name, value = name.replace("+", "%20"), value.replace("+", "%20")
         try:
             pairs.append(
                 (unquote(name, errors="strict"), unquote(value, errors="strict"))
@@ -329,7 +335,7 @@ class ODataService:
             )
         credentials = credentials_from_header(request.getHeader("authorization"))
         session = self._provider.open_session(credentials, exchange.trace)
-        options = self._parser.parse_query(pairs)
+        options, pairs = self._parse_options(raw_query, pairs)
         path = raw_path.lstrip("/")
         accept = request.getHeader("accept")
         if path == "":
@@ -367,6 +373,27 @@ class ODataService:
             else:
                 fmt = negotiate_json(options.format, accept)
             self._send_property(exchange, model, resolved, options, fmt if not resolved.raw else JsonFormat())
+
+    def _parse_options(
+        self, raw_query: str, pairs: list[tuple[str, str]]
+    ) -> tuple[QueryOptions, list[tuple[str, str]]]:
+        """
+        The query options, with ``+`` read as the ABNF says (a plus sign).  A
+        query that does not parse that way but does with ``+`` as a space
+        (curl --data-urlencode, Python's urlencode) is read the second way:
+        only would-be syntax errors change, and nothing that parses changes
+        meaning.
+        """
+        try:
+            return self._parser.parse_query(pairs), pairs
+        except BadRequest as literal_error:
+            if "+" not in raw_query:
+                raise
+            spaced = split_query(raw_query, plus_is_space=True)
+            try:
+                return self._parser.parse_query(spaced), spaced
+            except BadRequest:
+                raise literal_error
 
     async def _model(self, session: IProviderSession) -> Model:
         model: Model = await settle(session.model())

@@ -161,3 +161,15 @@ async def test_explanation_on_request(stack: Stack) -> None:
     assert time_entry_calls and ["UserID", entry.UserID] in time_entry_calls[0]["params"]
     assert explain["rowsWritten"] == len(reply.json()["value"])
     assert "test-admin-token" not in reply.body.decode()
+
+
+@pytest_twisted.ensureDeferred
+async def test_plus_as_a_plus_sign_and_form_encoded_spaces(stack: Stack) -> None:
+    """'+' is a plus sign (offsets); a query that only parses with '+' as a space is read that way."""
+    expected = [e.ID for e in stack.company.time_entries if e.Date >= "2026-02-03" and e.Hours > 9]
+    literal = await all_rows(stack, "TimeEntries?$filter=Date ge 2026-02-03T00:00:00+01:00 and Hours gt 9&$select=ID")
+    assert [row["ID"] for row in literal] == expected
+    form = await stack.get("TimeEntries?$filter=Date+ge+2026-02-03T00:00:00%2B01:00+and+Hours+gt+9&$select=ID&$top=5000")
+    assert form.code == 200 and [row["ID"] for row in form.json()["value"]] == expected
+    still_wrong = await stack.get("TimeEntries?$filter=Hours+gt")
+    assert still_wrong.code == 400 and "'+gt'" in still_wrong.json()["error"]["message"]
