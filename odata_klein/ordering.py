@@ -345,3 +345,44 @@ async def sorted_batches(
             yield batch
     finally:
         runs.close()
+
+
+async def first_rows(
+    source: Callable[[], Awaitable[Optional[list[Row]]]],
+    key: Callable[[Row], SortKey],
+    count: int,
+) -> list[Row]:
+    """
+    The first ``count`` rows of ``source`` in ``key`` order (stably), holding
+    at most ``count`` rows: ``$orderby`` with a small ``$top`` (and ``$skip``)
+    never needs the whole result, let alone a spill.
+    """
+    kept: list[tuple[SortKey, int, Row]] = []
+    seen = 0
+    while (rows := await source()) is not None:
+        for row in rows:
+            # The position breaks ties: among equal keys the earlier row is the
+            # smaller entry, so it stays while later ones are pushed out.
+            entry = (key(row), seen, row)
+            seen += 1
+            if len(kept) < count:
+                heapq.heappush(kept, _Largest(entry))  # type: ignore[arg-type]
+            elif _Largest(entry) > kept[0]:  # type: ignore[operator]
+                heapq.heapreplace(kept, _Largest(entry))  # type: ignore[arg-type]
+    ordered = sorted((item.entry for item in kept), key=lambda entry: (entry[0], entry[1]))
+    return [row for _, _, row in ordered]
+
+
+class _Largest:
+    """Reverses the order of an entry, so that heapq's min-heap keeps the smallest entries."""
+
+    __slots__ = ("entry",)
+
+    def __init__(self, entry: tuple[SortKey, int, Row]) -> None:
+        self.entry = entry
+
+    def __lt__(self, other: "_Largest") -> bool:
+        return (self.entry[0], self.entry[1]) > (other.entry[0], other.entry[1])
+
+    def __gt__(self, other: "_Largest") -> bool:
+        return (self.entry[0], self.entry[1]) < (other.entry[0], other.entry[1])

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Callable, Mapping, Optional, Sequence
+from typing import Any, AsyncIterator, Awaitable, Callable, Mapping, Optional, Sequence
 from urllib.parse import unquote
 
 from klein import Klein
@@ -57,7 +57,7 @@ from .negotiation import (
     negotiate_json,
     negotiate_metadata,
 )
-from .ordering import order_key, sorted_batches
+from .ordering import first_rows, order_key, sorted_batches
 from .parser import QueryParser
 from .preferences import Preferences, parse_prefer
 from .resource import bind_path
@@ -176,6 +176,11 @@ def _explanation(trace: Trace, rows: int) -> dict[str, Any]:
         ],
         "rowsWritten": rows,
     }
+
+
+async def _one_batch(rows: Callable[[], Awaitable[list[Row]]]) -> AsyncIterator[list[Row]]:
+    """All of ``rows()`` as one batch, read only when the batch is asked for."""
+    yield await rows()
 
 
 def _option_name(name: str) -> str:
@@ -558,7 +563,11 @@ class ODataService:
             limit=skip + take + 1 if take is not None and ordering is None else None,
             also=search,
         )
-        next_batch = stream.next if ordering is None else self._sorted(executor, stream, entity_set, entity_type, ordering)
+        # With $top, an ordered result needs only its first skip + top rows.
+        first = skip + top if ordering is not None and top is not None else None
+        next_batch = (
+            stream.next if ordering is None else self._sorted(executor, stream, entity_set, entity_type, ordering, first)
+        )
         context = self._context(exchange, fmt, shape.fragment)
 
         explain = preferences.includes_annotation(EXPLAIN_ANNOTATION)
@@ -617,8 +626,12 @@ class ODataService:
         entity_set: EntitySet,
         entity_type: EntityType,
         ordering: _Ordering,
+        first: Optional[int],
     ) -> _SortedBatches:
-        """The stream's rows in the requested order, as (row, cursor) batches without cursors."""
+        """
+        The stream's rows in the requested order, as (row, cursor) batches
+        without cursors; only the ``first`` ones when that is set and small.
+        """
 
         async def rows() -> Optional[list[Row]]:
             pairs = await stream.next()
@@ -629,6 +642,8 @@ class ODataService:
                 await attach(executor, batch, entity_set, entity_type, ordering.needs)
             return batch
 
+        if first is not None and first <= self._sort_memory_rows:
+            return _SortedBatches(_one_batch(lambda: first_rows(rows, ordering.key, first)))
         return _SortedBatches(sorted_batches(rows, ordering.key, memory_rows=self._sort_memory_rows, clock=self._clock))
 
     def _page_size_for(self, token: Optional[SkipToken], preferences: Preferences) -> int:

@@ -389,3 +389,21 @@ def test_spilled_and_in_memory_sorts_agree_with_the_reference(
         assert [row["N"] for row in flat(batches)] == expected
         assert all(len(batch) == batch_size for batch in batches[:-1])
     assert os.listdir(spill_dir) == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_first_rows_is_a_stable_top_n() -> None:
+    import random
+
+    from odata_klein.ordering import first_rows
+
+    generator = random.Random(5)
+    rows = [{"n": generator.randint(0, 20), "i": i} for i in range(3000)]
+    key = order_key([(BoundProperty(("n",), "Edm.Int32"), False)])
+    batches = iter([rows[i:i + 250] for i in range(0, len(rows), 250)])
+
+    async def source():
+        return next(batches, None)
+
+    top = await first_rows(source, key, 40)
+    assert top == sorted(rows, key=lambda row: row["n"])[:40]

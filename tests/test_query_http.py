@@ -173,3 +173,12 @@ async def test_plus_as_a_plus_sign_and_form_encoded_spaces(stack: Stack) -> None
     assert form.code == 200 and [row["ID"] for row in form.json()["value"]] == expected
     still_wrong = await stack.get("TimeEntries?$filter=Hours+gt")
     assert still_wrong.code == 400 and "'+gt'" in still_wrong.json()["error"]["message"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_ordered_top_and_count_only(stack: Stack) -> None:
+    expected = sorted(stack.company.time_entries, key=lambda e: (-e.Hours, e.ID))
+    body = (await stack.get(q("TimeEntries?$orderby=Hours desc,ID&$skip=10&$top=15&$select=ID"))).json()
+    assert [row["ID"] for row in body["value"]] == [e.ID for e in expected[10:25]]
+    empty = (await stack.get(q("TimeEntries?$orderby=Hours&$top=0&$count=true"))).json()
+    assert empty["value"] == [] and empty["@odata.count"] == len(expected)
