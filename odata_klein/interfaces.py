@@ -166,6 +166,10 @@ class RunningProvider:
 
     provider: IProvider
     announcements: Sequence[str] = ()
+    # Demo mode: label -> token, offered by the console with one click.
+    demo_tokens: Mapping[str, str] = field(default_factory=dict)
+    # The user name clients send with Basic authentication, for the console's hints.
+    basic_user: Optional[str] = None
 
 
 class IProviderFactory(Interface):

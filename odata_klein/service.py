@@ -219,7 +219,8 @@ class ODataService:
     ``max_page_size``.  ``public_url`` fixes the service root written into
     links when the service runs behind a proxy that changes host or scheme.
     ``sort_memory_rows`` rows at most are held in memory to sort a result;
-    beyond that sorted runs spill to temporary files.
+    beyond that sorted runs spill to temporary files.  ``console``, when
+    given, serves every path under ``/console`` (the browser query console).
     """
 
     app = Klein()
@@ -233,8 +234,10 @@ class ODataService:
         public_url: Optional[str] = None,
         sort_memory_rows: int = 50_000,
         clock: Optional[IReactorTime] = None,
+        console: Optional[IResource] = None,
     ) -> None:
         install_header_spellings()
+        self.console = console
         if clock is None:
             from twisted.internet import reactor as clock  # type: ignore[assignment]
         self._clock = clock
@@ -757,7 +760,8 @@ class _ODataChannel(HTTPChannel):
 class _Root(Resource):
     """
     The site's root: the service's own routes (``/health``) go to its Klein
-    app; every other path is OData and goes straight to `ODataService.odata`.
+    app, ``/console`` to the console when there is one; every other path is
+    OData and goes straight to `ODataService.odata`.
     Klein's routing would answer some valid or invalid OData paths itself,
     in HTML (a key holding a percent-encoded line feed, a path that is not
     UTF-8), where clients must get OData errors.
@@ -773,6 +777,9 @@ class _Root(Resource):
     def render(self, request: IRequest) -> Any:
         if request.path in _APP_PATHS:
             return self._app_routes.render(request)
+        console = self._service.console
+        if console is not None and (request.path == b"/console" or request.path.startswith(b"/console/")):
+            return console.render(request)
         gone: list[bool] = []
         request.notifyFinish().addErrback(lambda _: gone.append(True))
 

@@ -80,6 +80,8 @@ class ODataServerService(Service):
     async def _start(self) -> None:
         from twisted.internet.endpoints import serverFromString
 
+        from odata_klein_console import console_resource
+
         from .service import ODataService
 
         self._running = await self._factory.start(self._reactor, self._options)
@@ -87,11 +89,18 @@ class ODataServerService(Service):
             self._running.provider,
             page_size=self._options["page-size"],
             public_url=self._options["public-url"],
+            console=console_resource(
+                basic_user=self._running.basic_user or "",
+                realm=self._running.provider.realm,
+                demo_tokens=self._running.demo_tokens or None,
+            ),
         )
         endpoint = serverFromString(self._reactor, self._options["listen"])
         self._port = await endpoint.listen(service.site())
         self.root_url = self._options["public-url"] or _root_url(self._options["listen"], self._port)
-        announce([f"OData service: {self.root_url}", *self._running.announcements])
+        announce(
+            [f"OData service: {self.root_url}", f"Query console: {self.root_url}console", *self._running.announcements]
+        )
 
     async def started(self) -> str:
         """The service root URL, once the provider runs and the port listens."""

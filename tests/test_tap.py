@@ -71,5 +71,10 @@ async def test_demo_serves_a_generated_company(capfd) -> None:
         assert (await response.text()) == "300"
         health = await treq.get(root + "health")
         assert health.code == 200
+        assert f"Query console: {root}console" in printed
+        console = await treq.get(root + "console")
+        assert console.code == 200 and "text/html" in console.headers.getRawHeaders("content-type")[0]
+        demo = await treq.get(root + "console/demo-tokens")
+        assert demo.code == 200 and "demo-standard" in await demo.text()
     finally:
         await service.stopService()

@@ -76,7 +76,9 @@ class ClickTimeProviderFactory:
     async def _start(self, reactor: Any, options: Mapping[str, Any]) -> RunningProvider:
         if not options.get("demo"):
             client = ClickTimeClient(reactor, options.get("upstream") or DEFAULT_UPSTREAM)
-            return RunningProvider(ClickTimeProvider(reactor, client, reference_ttl=_reference_ttl(options)))
+            return RunningProvider(
+                ClickTimeProvider(reactor, client, reference_ttl=_reference_ttl(options)), basic_user=BASIC_USER
+            )
         from .simulator import generate_company, start_simulator
 
         company = generate_company(
@@ -98,6 +100,8 @@ class ClickTimeProviderFactory:
                 f"  ADMIN demo token:    {company.admin_token}",
                 f"  STANDARD demo token: {company.standard_token}",
             ),
+            demo_tokens={"ADMIN": company.admin_token, "STANDARD": company.standard_token},
+            basic_user=BASIC_USER,
         )
 
 
