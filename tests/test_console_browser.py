@@ -364,3 +364,51 @@ async def test_upstream_markup_shows_as_text(site: str, chromium: _Browser) -> N
             page.context.close()
 
     await chromium.run(scenario)
+
+
+@pytest_twisted.ensureDeferred
+async def test_explain_tab(site: str, chromium: _Browser) -> None:
+    """The Explain tab shows what ClickTime applied, what the service evaluated and the upstream calls."""
+
+    def scenario() -> None:
+        entry = _service_json(site + "TimeEntries?$select=ID,UserID&$top=1")["value"][0]
+        user = entry["UserID"]
+        page = _signed_in_page(chromium, site)
+        prefers: list[str] = []
+        page.on("request", lambda request: prefers.append(request.headers.get("prefer", "")))
+        try:
+            page.fill("#token", ADMIN_TOKEN)
+            page.click("#sign-in button[type=submit]")
+            page.wait_for_selector("#console:not([hidden])")
+            page.fill("#page-size", str(PAGE_SIZE))
+            page.fill("#url", site + f"TimeEntries?$select=ID,Hours&$filter=UserID eq '{user}' and Hours gt 2")
+            _run(page)
+            assert f'odata.include-annotations="OdataKlein.explain", odata.maxpagesize={PAGE_SIZE}' in prefers
+            header, _ = _table(page)
+            assert header == ["ID", "Hours"]
+            page.click("#tab-raw")
+            assert "@OdataKlein.explain" in json.loads(page.text_content("#raw"))
+            page.press("#tab-raw", "ArrowRight")
+            assert page.get_attribute("#tab-explain", "aria-selected") == "true"
+            assert page.evaluate("document.activeElement.id") == "tab-explain"
+            assert page.is_visible("#panel-explain") and page.is_hidden("#panel-raw")
+            pushed = page.eval_on_selector_all("#explain ul >> nth=0 >> li", "items => items.map(i => i.textContent)")
+            evaluated = page.eval_on_selector_all("#explain ul >> nth=1 >> li", "items => items.map(i => i.textContent)")
+            assert any("UserID" in note for note in pushed), pushed
+            assert any("Hours gt 2" in note for note in evaluated), evaluated
+            requests = page.eval_on_selector_all(
+                "#explain-requests tbody tr", "rows => rows.map(r => [...r.children].map(c => c.textContent))"
+            )
+            assert any(row[1].endswith("/TimeEntries") and f"UserID={user}" in row[2].split("\n") for row in requests), requests
+            assert all(row[0] == "GET" and not row[1].startswith("http") for row in requests)
+            assert ADMIN_TOKEN not in page.text_content("body")
+            page.screenshot(path=ARTIFACTS / "09-explain.png")
+            # A single entity carries no explanation.
+            page.fill("#url", site + f"TimeEntries('{entry['ID']}')")
+            _run(page)
+            sync_api.expect(page.locator("#explain")).to_have_text("Explain is available for collection queries.")
+            assert page.text_content("#row-count") == "1 rows"
+        finally:
+            page.context.close()
+
+    await chromium.run(scenario)

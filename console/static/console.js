@@ -545,6 +545,11 @@
 
   const run = { rows: [], nextLink: null, started: 0 };
 
+  // The service's account of how it answered a collection request: asked for on
+  // every run, shown in the Explain tab, never as a row.
+  const EXPLAIN_ANNOTATION = "@OdataKlein.explain";
+  const EXPLAIN_PREFERENCE = 'odata.include-annotations="OdataKlein.explain"';
+
   async function execute(url, append) {
     hideError();
     const status = byId("status");
@@ -555,7 +560,8 @@
     const started = performance.now();
     let response, body, text;
     try {
-      response = await serviceFetch(url, pageSize ? { Prefer: `odata.maxpagesize=${pageSize}` } : {});
+      const preferences = [EXPLAIN_PREFERENCE, ...(pageSize ? [`odata.maxpagesize=${pageSize}`] : [])];
+      response = await serviceFetch(url, { Prefer: preferences.join(", ") });
       text = await response.text();
     } catch (error) {
       status.textContent = "";
@@ -573,6 +579,7 @@
     }
     showHeaders(response);
     byId("raw").textContent = body === null ? text : JSON.stringify(body, null, 2);
+    renderExplanation(response.ok ? body?.[EXPLAIN_ANNOTATION] : undefined);
     if (!response.ok) {
       status.textContent = `${response.status} ${response.statusText} · ${elapsed} ms`;
       if (!append) {
@@ -603,6 +610,43 @@
       element("tr", {}, element("th", { scope: "row", text: name }), element("td", { text: value })));
     byId("headers").replaceChildren(
       element("caption", { text: `HTTP ${response.status} ${response.statusText}` }), ...rows);
+  }
+
+  function renderExplanation(explanation) {
+    const panel = byId("explain");
+    if (!explanation || typeof explanation !== "object") {
+      panel.replaceChildren(element("p", { class: "hint", text: "Explain is available for collection queries." }));
+      return;
+    }
+    const list = (items, otherwise) => items?.length
+      ? element("ul", {}, ...items.map((item) => element("li", { text: String(item) })))
+      : element("p", { class: "hint", text: otherwise });
+    const calls = explanation.upstreamRequests || [];
+    const headings = ["Method", "URL path", "Parameters", "Status", "Rows", "Total", "Seconds", "Attempts"];
+    const requests = element("table", { id: "explain-requests" },
+      element("thead", {}, element("tr", {}, ...headings.map((h) => element("th", { scope: "col", text: h })))),
+      element("tbody", {}, ...calls.map((call) => element("tr", {},
+        ...[call.method, upstreamPath(call.url), (call.params || []).map(([name, value]) => `${name}=${value}`).join("\n"),
+          call.status, call.rows, call.total, call.seconds, call.attempts]
+          .map((value) => element("td", { text: value === null || value === undefined ? "" : String(value) }))))));
+    if (!calls.length) requests.append(element("caption", { text: "No requests to ClickTime." }));
+    panel.replaceChildren(
+      element("h3", { text: "Applied by ClickTime" }),
+      list(explanation.pushedDown, "nothing — the service read the whole set"),
+      element("h3", { text: "Evaluated by the service" }),
+      list(explanation.evaluatedByService, "nothing"),
+      element("h3", { text: "Requests to ClickTime" }),
+      element("div", { class: "table-wrap" }, requests),
+      element("p", { class: "hint", text: `${explanation.rowsWritten ?? "?"} rows written in this response.` }),
+    );
+  }
+
+  function upstreamPath(url) {
+    try {
+      return new URL(url).pathname;
+    } catch (error) {
+      return String(url ?? "");
+    }
   }
 
   // Rows as a table: nested objects (expanded entities, complex values) become
