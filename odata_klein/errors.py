@@ -93,11 +93,6 @@ class NotAcceptable(ODataError):
     default_code = "NotAcceptable"
 
 
-class PreconditionFailed(ODataError):
-    status = 412
-    default_code = "PreconditionFailed"
-
-
 class NotImplementedYet(ODataError):
     """Valid OData that this service does not implement (501)."""
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Mapping, Optional, Sequence
+from typing import Mapping, Optional
 
 
 class Edm(str, Enum):
@@ -191,6 +191,3 @@ class Model:
         if entity_type is None:
             raise KeyError(entity_set.entity_type)
         return entity_type
-
-    def sets_of_type(self, qualified_name: str) -> Sequence[EntitySet]:
-        return [s for s in self.entity_sets if s.entity_type == qualified_name]
