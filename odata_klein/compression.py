@@ -3,9 +3,13 @@ gzip response encoding that keeps streamed responses flowing.
 
 Twisted's own ``GzipEncoderFactory`` compresses at level 9 and lets zlib hold
 output back until its buffer fills, so the first entities of a streamed
-response could wait behind the rest.  This encoder compresses at a moderate
-level and flushes each written chunk, and it reads ``Accept-Encoding`` with
-its quality values.
+response could wait behind the rest.  This encoder flushes each written chunk
+and reads ``Accept-Encoding`` with its quality values.
+
+It compresses at level 1, as nginx does by default: on OData JSON that is
+less than half the CPU time of level 6 for output about a quarter larger
+(6.9 times smaller than the JSON instead of 8.8), and compression is the
+largest single cost of a gzip response after parsing the upstream's.
 """
 
 from __future__ import annotations
@@ -49,7 +53,7 @@ class _FlushingGzipEncoder:
 
 @implementer(_IRequestEncoderFactory)
 class StreamingGzipEncoderFactory:
-    def __init__(self, level: int = 6) -> None:
+    def __init__(self, level: int = 1) -> None:
         self._level = level
 
     def encoderForRequest(self, request: IRequest) -> Optional[_FlushingGzipEncoder]:

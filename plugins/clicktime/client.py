@@ -217,7 +217,18 @@ class ClickTimeClient:
             paged = [*params, ("limit", str(limit)), ("offset", str(at))]
             return await self.get(token, path, paged, trace)
 
-        return iterate_pages(fetch, offset=offset, page_limit=page_limit, max_rows=max_rows)
+        return iterate_pages(
+            fetch, offset=offset, page_limit=page_limit, max_rows=max_rows, reactor_turn=self._reactor_turn
+        )
+
+    async def _reactor_turn(self) -> None:
+        """
+        Return once the reactor has polled for I/O, so that requests written
+        since have left.  One zero-delay call is not enough: when it is
+        scheduled from an I/O callback it runs before the next poll.
+        """
+        for _ in range(2):
+            await deferLater(self._reactor, 0, lambda: None)
 
     def close(self) -> "Deferred[None]":
         """Close the idle persistent connections of the pool this client created."""
