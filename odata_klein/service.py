@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Awaitable, Callable, Mapping, Optional, Sequence
+from typing import Any, AsyncIterator, Awaitable, Callable, Coroutine, Hashable, Mapping, Optional, Sequence
 from urllib.parse import unquote
 
 from klein import Klein
@@ -46,7 +46,7 @@ from .executor import (
 )
 from .expansion import ExpandNode, attach, bind_expand, entity_encoder, navigation_needed, select_properties
 from .headers import ODATA_VERSION_HEADER, install_header_spellings
-from .interfaces import IProvider, IProviderSession, Row, Trace
+from .interfaces import Credentials, IProvider, IProviderSession, Row, Trace
 from .model import Edm, EntitySet, EntityType, Model, Property
 from .negotiation import (
     ODATA_VERSION,
@@ -58,10 +58,12 @@ from .negotiation import (
     negotiate_metadata,
 )
 from .ordering import first_rows, order_key, sorted_batches
+from .pagetext import PageEnd, page_chunks
 from .parser import QueryParser
 from .preferences import Preferences, parse_prefer
 from .resource import bind_path
 from .roots import resolve_root_paths
+from .readahead import ReadAheads, caller_digest
 from .search import compile_search
 from .serializer import (
     EntityEncoder,
@@ -91,6 +93,17 @@ class _Exchange:
     service_root: str
     trace: Trace = field(default_factory=Trace)
     stream: Optional[ResponseStream] = None
+    credentials: Optional[Credentials] = None
+    # The response's page was read ahead (see `odata_klein.readahead`).
+    read_ahead: bool = False
+
+
+@dataclass(frozen=True)
+class _ReadAheadState:
+    """What reading a next page ahead leaves for its reader."""
+
+    end: PageEnd
+    trace: Trace
 
 
 @dataclass(frozen=True)
@@ -221,6 +234,9 @@ class ODataService:
     ``sort_memory_rows`` rows at most are held in memory to sort a result;
     beyond that sorted runs spill to temporary files.  ``console``, when
     given, serves every path under ``/console`` (the browser query console).
+    Up to ``read_ahead_pages`` next pages are read ahead for clients paging
+    through a result (see `odata_klein.readahead`; 0: none).  Call `close`
+    when done with the service.
     """
 
     app = Klein()
@@ -235,6 +251,7 @@ class ODataService:
         sort_memory_rows: int = 50_000,
         clock: Optional[IReactorTime] = None,
         console: Optional[IResource] = None,
+        read_ahead_pages: int = 8,
     ) -> None:
         install_header_spellings()
         self.console = console
@@ -247,6 +264,14 @@ class ODataService:
         self._max_page_size = max(max_page_size, page_size)
         self._public_url = public_url.rstrip("/") + "/" if public_url else None
         self._parser = QueryParser()
+        self._read_aheads: Optional[ReadAheads[_ReadAheadState]] = (
+            ReadAheads(clock, max_pages=read_ahead_pages) if read_ahead_pages > 0 else None
+        )
+
+    def close(self) -> None:
+        """Cancel the pages read ahead that nobody claimed."""
+        if self._read_aheads is not None:
+            self._read_aheads.close()
 
     def resource(self) -> IResource:
         return EncodingResourceWrapper(_Root(self), [StreamingGzipEncoderFactory()])
@@ -297,6 +322,7 @@ class ODataService:
                 bytes_sent=request.sentLength,
                 seconds=time.monotonic() - started,
                 upstream_requests=exchange.trace.upstream_requests,
+                read_ahead=exchange.read_ahead,
             )
         )
 
@@ -341,7 +367,7 @@ class ODataService:
             raise MethodNotAllowed(
                 f"{method} is not allowed: this service is read-only", allowed=_READ_METHODS
             )
-        credentials = credentials_from_header(request.getHeader("authorization"))
+        credentials = exchange.credentials = credentials_from_header(request.getHeader("authorization"))
         session = self._provider.open_session(credentials, exchange.trace)
         options, pairs = self._parse_options(raw_query, pairs)
         path = raw_path.lstrip("/")
@@ -559,23 +585,47 @@ class ODataService:
         # upstream for every page, or keep state between requests.
         page_size: Optional[int] = self._page_size_for(token, preferences) if ordering is None else None
         take = min(n for n in (page_size, top) if n is not None) if (page_size, top) != (None, None) else None
-        stream = await executor.rows(
-            source,
-            user_filter,
-            resume=token.cursor if token is not None else None,
-            limit=skip + take + 1 if take is not None and ordering is None else None,
-            also=search,
-        )
-        # With $top, an ordered result needs only its first skip + top rows.
-        first = skip + top if ordering is not None and top is not None else None
-        next_batch = (
-            stream.next if ordering is None else self._sorted(executor, stream, entity_set, entity_type, ordering, first)
-        )
         context = self._context(exchange, fmt, shape.fragment)
-
         explain = preferences.includes_annotation(EXPLAIN_ANNOTATION)
         if explain:
             exchange.trace.evaluated += _engine_work(options, shape)
+        # A page read ahead is only for a plain GET of a later page: its
+        # reader asks for the nextLink exactly, with the same credentials and format.
+        read_ahead_key = (
+            self._read_ahead_key(exchange, exchange.service_root + request.uri.decode("utf-8").lstrip("/"), fmt)
+            if token is not None and ordering is None and not explain
+            else None
+        )
+        read_ahead = (
+            self._read_aheads.take(read_ahead_key)
+            if read_ahead_key is not None and self._read_aheads is not None
+            else None
+        )
+        end = PageEnd()
+        chunks: AsyncIterator[bytes]
+        if read_ahead is not None:
+            exchange.read_ahead = True
+            end = read_ahead.state.end
+        else:
+            stream = await executor.rows(
+                source,
+                user_filter,
+                resume=token.cursor if token is not None else None,
+                limit=skip + take + 1 if take is not None and ordering is None else None,
+                also=search,
+            )
+            # With $top, an ordered result needs only its first skip + top rows.
+            first = skip + top if ordering is not None and top is not None else None
+            if ordering is None:
+                next_batch, close = stream.next, stream.close
+            else:
+                sorted_batches = self._sorted(executor, stream, entity_set, entity_type, ordering, first)
+                next_batch = sorted_batches
+
+                async def close() -> None:
+                    await stream.close()
+                    await sorted_batches.aclose()
+
         self._json_headers(request, fmt)
         applied = []
         if preferences.max_page_size is not None and page_size is not None:
@@ -585,42 +635,99 @@ class ODataService:
         if applied:
             request.setHeader("Preference-Applied", ", ".join(applied))
         writer = exchange.stream = ResponseStream(request)
-        emitted = 0
-        last_cursor: Any = None
-        more = False
+        if read_ahead is not None:
+            chunks = read_ahead.chunks(writer.guarded)
+        else:
+            chunks = page_chunks(
+                next_batch,
+                close,
+                skip=skip,
+                take=take,
+                encode=shape.encode,
+                attach_related=self._attacher(executor, entity_set, entity_type, shape),
+                end=end,
+                guard=writer.guarded,
+            )
         try:
             await writer.write(collection_start(context, count).encode("utf-8"))
-            while not more and take != 0 and (batch := await writer.guarded(next_batch())) is not None:
-                kept: list[Row] = []
-                for row, cursor in batch:
-                    if skip:
-                        skip -= 1
-                        continue
-                    if emitted == take:
-                        more = True
-                        break
-                    kept.append(row)
-                    emitted += 1
-                    last_cursor = cursor
-                if not kept:
-                    continue
-                if shape.nodes:
-                    await writer.guarded(attach(executor, kept, entity_set, entity_type, shape.nodes))
-                encoded = ",".join([shape.encode(row) for row in kept])
-                await writer.write(("," + encoded if emitted > len(kept) else encoded).encode("utf-8"))
+            async for chunk in chunks:
+                await writer.write(chunk)
         finally:
-            await stream.close()
-            if ordering is not None:
-                await next_batch.aclose()  # type: ignore[attr-defined]
+            await chunks.aclose()  # type: ignore[attr-defined]
+            if read_ahead is not None:
+                read_ahead.cancel()
+                exchange.trace.calls += read_ahead.state.trace.calls
         next_link = None
-        if more and page_size is not None and (top is None or top > emitted):
-            next_link = self._next_link(
-                exchange, raw_path, pairs, top - emitted if top is not None else None,
-                SkipToken(last_cursor, page_size),
-            )
-        annotations = {EXPLAIN_ANNOTATION: _explanation(exchange.trace, emitted)} if explain else {}
+        if end.more and page_size is not None and (top is None or top > end.emitted):
+            top_left = top - end.emitted if top is not None else None
+            next_token = SkipToken(end.last_cursor, page_size)
+            next_link = self._next_link(exchange, raw_path, pairs, top_left, next_token)
+            if read_ahead_key is not None:
+                self._read_ahead(
+                    exchange, next_link, fmt, model, source, user_filter, search, shape, next_token, top_left
+                )
+        annotations = {EXPLAIN_ANNOTATION: _explanation(exchange.trace, end.emitted)} if explain else {}
         await writer.write(collection_end(next_link, annotations).encode("utf-8"))
         await writer.close()
+
+    def _read_ahead_key(self, exchange: _Exchange, url: str, fmt: JsonFormat) -> Optional[Hashable]:
+        """Who may take the page read ahead for ``url``: the same caller, asking the same way."""
+        if self._read_aheads is None or exchange.credentials is None or exchange.request.method != b"GET":
+            return None
+        return (caller_digest(exchange.credentials), url, fmt)
+
+    def _read_ahead(
+        self,
+        exchange: _Exchange,
+        next_link: str,
+        fmt: JsonFormat,
+        model: Model,
+        source: CollectionSource,
+        user_filter: Optional[BoundExpr],
+        search: Optional[Callable[[Row], bool]],
+        shape: _Shape,
+        next_token: SkipToken,
+        top_left: Optional[int],
+    ) -> None:
+        """Start reading the page behind ``next_link`` as its request will, in a session of its own."""
+        key = self._read_ahead_key(exchange, next_link, fmt)
+        if key is None or self._read_aheads is None or exchange.credentials is None:
+            return
+        trace = Trace()
+        executor = Executor(self._provider.open_session(exchange.credentials, trace), model, trace)
+        # The cursor exactly as the nextLink's request will decode it.
+        resume = decode_skiptoken(encode_skiptoken(next_token), self._max_page_size).cursor
+        take = next_token.page_size if top_left is None else min(next_token.page_size, top_left)
+        state = _ReadAheadState(PageEnd(), trace)
+
+        async def chunks() -> AsyncIterator[bytes]:
+            stream = await executor.rows(source, user_filter, resume=resume, limit=take + 1, also=search)
+            page = page_chunks(
+                stream.next,
+                stream.close,
+                skip=0,
+                take=take,
+                encode=shape.encode,
+                attach_related=self._attacher(executor, source.entity_set, source.entity_type, shape),
+                end=state.end,
+            )
+            try:
+                async for chunk in page:
+                    yield chunk
+            finally:
+                await page.aclose()  # type: ignore[attr-defined]
+
+        self._read_aheads.start(key, chunks(), state)
+
+    @staticmethod
+    def _attacher(
+        executor: Executor, entity_set: EntitySet, entity_type: EntityType, shape: _Shape
+    ) -> Optional[Callable[[list[Row]], Coroutine[Any, Any, None]]]:
+        """How to attach the expanded entities to a batch of rows (None: nothing is expanded)."""
+        if not shape.nodes:
+            return None
+        nodes = shape.nodes
+        return lambda rows: attach(executor, rows, entity_set, entity_type, nodes)
 
     def _sorted(
         self,

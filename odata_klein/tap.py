@@ -9,7 +9,7 @@ adds the provider's own options to the service's, and starts both.
 from __future__ import annotations
 
 import sys
-from typing import Any, Callable, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Sequence
 
 from twisted.application.service import IServiceMaker, Service
 from twisted.internet.defer import Deferred, ensureDeferred
@@ -21,6 +21,9 @@ from zope.interface import implementer
 
 from .interfaces import IProviderFactory, RunningProvider
 from .plugins import find_provider_factory
+
+if TYPE_CHECKING:
+    from .service import ODataService
 
 _log = Logger()
 
@@ -49,6 +52,12 @@ def options_for(factory: IProviderFactory) -> type[usage.Options]:
             ],
             ["page-size", None, 5000, "Entities per OData page (clients may ask for fewer or more).", whole_number(1)],
             [
+                "read-ahead-pages", None, 8,
+                "How many next pages may be read ahead at once for clients paging through results, "
+                "so that a page is ready when its nextLink is followed (0: none).",
+                whole_number(0),
+            ],
+            [
                 "public-url", None, None,
                 "The service root as clients reach it (https://odata.example.com/), when a proxy "
                 "changes host or scheme; links in responses use it.",
@@ -69,6 +78,7 @@ class ODataServerService(Service):
         self._options = options
         self._running: Optional[RunningProvider] = None
         self._port: Optional[IListeningPort] = None
+        self._service: Optional[ODataService] = None
         self._starting: Optional[Deferred[None]] = None
         self.root_url: Optional[str] = None
 
@@ -85,10 +95,11 @@ class ODataServerService(Service):
         from .service import ODataService
 
         self._running = await self._factory.start(self._reactor, self._options)
-        service = ODataService(
+        service = self._service = ODataService(
             self._running.provider,
             page_size=self._options["page-size"],
             public_url=self._options["public-url"],
+            read_ahead_pages=self._options["read-ahead-pages"],
             console=console_resource(
                 basic_user=self._running.basic_user or "",
                 realm=self._running.provider.realm,
@@ -118,6 +129,8 @@ class ODataServerService(Service):
             await self._starting
         if self._port is not None:
             await self._port.stopListening()
+        if self._service is not None:
+            self._service.close()
         if self._running is not None:
             await self._running.provider.close()
 

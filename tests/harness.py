@@ -82,6 +82,7 @@ class Stack:
     provider: ClickTimeProvider
     port: IListeningPort
     url: str
+    service: ODataService
 
     async def get(
         self,
@@ -101,6 +102,7 @@ class Stack:
 
     async def stop(self) -> None:
         await self.port.stopListening()
+        self.service.close()
         await self.provider.close()
         await self.simulator.stop()
 
@@ -112,6 +114,7 @@ async def start_stack(
     timeout: float = 2.0,
     deadline: float = 6.0,
     pushdown: bool = True,
+    read_ahead_pages: int = 8,
 ) -> Stack:
     company = company or small_company()
     simulator = await start_simulator(reactor, company)
@@ -124,9 +127,9 @@ async def start_stack(
         backoff=lambda attempt: 0.01,
     )
     provider = ClickTimeProvider(reactor, client, pushdown=pushdown)
-    service = ODataService(provider, page_size=page_size)
+    service = ODataService(provider, page_size=page_size, read_ahead_pages=read_ahead_pages)
     port = reactor.listenTCP(0, service.site(), interface="127.0.0.1")
-    return Stack(company, simulator, provider, port, f"http://127.0.0.1:{port.getHost().port}/")
+    return Stack(company, simulator, provider, port, f"http://127.0.0.1:{port.getHost().port}/", service)
 
 
 @implementer(ILogObserver)

@@ -304,8 +304,9 @@ async def start_traced(company: Company, clock: Any = reactor, **options: Any) -
         reactor, simulator.base_url, timeout=2.0, deadline=6.0, max_attempts=3, backoff=lambda attempt: 0.01
     )
     provider = TracedProvider(ClickTimeProvider(clock, client, **options))
-    port = reactor.listenTCP(0, ODataService(provider, page_size=1000).site(), interface="127.0.0.1")
-    stack = Stack(company, simulator, provider, port, f"http://127.0.0.1:{port.getHost().port}/")  # type: ignore[arg-type]
+    service = ODataService(provider, page_size=1000)
+    port = reactor.listenTCP(0, service.site(), interface="127.0.0.1")
+    stack = Stack(company, simulator, provider, port, f"http://127.0.0.1:{port.getHost().port}/", service)  # type: ignore[arg-type]
     return Traced(stack, provider, clock)
 
 

@@ -48,7 +48,7 @@ def test_options() -> None:
         with pytest.raises(usage.UsageError):
             _service_maker().options().parseOptions(bad)
     help_text = str(_service_maker().options())
-    for option in ("--listen", "--upstream", "--page-size", "--reference-ttl", "--demo", "--demo-entries", "--demo-admin-token"):
+    for option in ("--listen", "--upstream", "--page-size", "--read-ahead-pages", "--reference-ttl", "--demo", "--demo-entries", "--demo-admin-token"):
         assert option in help_text
 
 

@@ -1,0 +1,74 @@
+"""
+The entities of one response page, as JSON text.
+
+`page_chunks` reads (row, cursor) batches, skips and counts rows, attaches
+expanded entities and encodes them: the part of a collection response that
+grows with the result.  It writes nothing itself, so that the service can
+stream it straight to the client or read a next page ahead
+(`odata_klein.readahead`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, AsyncIterator, Awaitable, Callable, Coroutine, Optional
+
+from .interfaces import Cursor, Row
+
+Batch = Optional[list[tuple[Row, Cursor]]]
+Guard = Callable[[Coroutine[Any, Any, Any]], Awaitable[Any]]
+
+
+@dataclass
+class PageEnd:
+    """How a page ended, known once its chunks are exhausted."""
+
+    emitted: int = 0
+    # Resumes right after the last row emitted.
+    last_cursor: Cursor = None
+    # Rows follow the last one emitted.
+    more: bool = False
+
+
+async def unguarded(work: Coroutine[Any, Any, Any]) -> Any:
+    return await work
+
+
+async def page_chunks(
+    next_batch: Callable[[], Coroutine[Any, Any, Batch]],
+    close: Callable[[], Awaitable[None]],
+    *,
+    skip: int,
+    take: Optional[int],
+    encode: Callable[[Row], str],
+    attach_related: Optional[Callable[[list[Row]], Coroutine[Any, Any, None]]],
+    end: PageEnd,
+    guard: Guard = unguarded,
+) -> AsyncIterator[bytes]:
+    """
+    UTF-8 chunks of the page's entities, comma-separated (every chunk after
+    the first starts with a comma): ``skip`` rows dropped, then ``take`` rows
+    at most (None: all).  ``end`` is filled in as rows go.  ``guard`` wraps
+    every wait for rows; ``close`` runs when the chunks end or are closed.
+    """
+    try:
+        while not end.more and take != 0 and (batch := await guard(next_batch())) is not None:
+            kept: list[Row] = []
+            for row, cursor in batch:
+                if skip:
+                    skip -= 1
+                    continue
+                if end.emitted == take:
+                    end.more = True
+                    break
+                kept.append(row)
+                end.emitted += 1
+                end.last_cursor = cursor
+            if not kept:
+                continue
+            if attach_related is not None:
+                await guard(attach_related(kept))
+            encoded = ",".join([encode(row) for row in kept])
+            yield ("," + encoded if end.emitted > len(kept) else encoded).encode("utf-8")
+    finally:
+        await close()

@@ -1,0 +1,203 @@
+"""
+Reading next pages ahead: the registry on its own (with a fake clock), then
+through the real stack, where a read-ahead page must be byte for byte the
+page computed afresh, and only ever reach the caller it was read for.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import AsyncIterator, Optional
+
+import pytest
+import pytest_twisted
+from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.task import Clock
+
+from harness import ADMIN_TOKEN, STANDARD_TOKEN, LogCapture, Stack, records_of, small_company, start_stack
+from odata_klein.errors import BadGateway
+from odata_klein.interfaces import Credentials
+from odata_klein.pagetext import unguarded
+from odata_klein.readahead import ReadAhead, ReadAheads, caller_digest
+
+
+class Source:
+    """Chunks b"0,", b"1,", ... as an async iterator that records how far it was read and whether it was closed."""
+
+    def __init__(self, count: int, *, fail_at: Optional[int] = None, gates: Optional[list[Deferred[None]]] = None):
+        self.count = count
+        self.fail_at = fail_at
+        self.gates = gates
+        self.pulled = 0
+        self.closed = False
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        try:
+            for number in range(self.count):
+                if self.gates is not None:
+                    await self.gates[number]
+                if number == self.fail_at:
+                    raise BadGateway("the upstream broke")
+                self.pulled += 1
+                yield f"{number},".encode()
+        finally:
+            self.closed = True
+
+
+async def read(read_ahead: ReadAhead[str]) -> bytes:
+    return b"".join([chunk async for chunk in read_ahead.chunks(unguarded)])
+
+
+@pytest_twisted.ensureDeferred
+async def test_reads_ahead_up_to_its_byte_bound_then_hands_everything_over_in_order() -> None:
+    source = Source(10)
+    pages: ReadAheads[str] = ReadAheads(Clock(), max_bytes=6)
+    pages.start("key", source.chunks(), "state")
+    # Three chunks of two bytes fill the bound: nothing more is read until someone reads.
+    assert source.pulled == 3
+    taken = pages.take("key")
+    assert taken is not None and taken.state == "state"
+    assert await read(taken) == b"".join(f"{n},".encode() for n in range(10))
+    assert source.closed and len(pages) == 0
+    assert pages.take("key") is None, "a read-ahead is taken once"
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_reader_waits_for_chunks_still_being_read() -> None:
+    gates: list[Deferred[None]] = [Deferred() for _ in range(3)]
+    source = Source(3, gates=gates)
+    pages: ReadAheads[None] = ReadAheads(Clock())
+    pages.start("key", source.chunks(), None)
+    taken = pages.take("key")
+    assert taken is not None
+    reading = ensureDeferred(read(taken))
+    assert not reading.called
+    for gate in gates:
+        gate.callback(None)
+    assert await reading == b"0,1,2,"
+
+
+def test_an_unclaimed_read_ahead_expires_and_stops_reading() -> None:
+    clock = Clock()
+    gates: list[Deferred[None]] = [Deferred() for _ in range(2)]
+    source = Source(2, gates=gates)
+    pages: ReadAheads[None] = ReadAheads(clock, expires_after=30)
+    pages.start("key", source.chunks(), None)
+    clock.advance(29)
+    assert len(pages) == 1 and not source.closed
+    clock.advance(1)
+    assert len(pages) == 0 and source.closed
+    assert pages.take("key") is None
+    assert gates[0].called, "the wait it was in was cancelled"
+
+
+def test_beyond_max_pages_the_oldest_is_cancelled() -> None:
+    sources = [Source(2, gates=[Deferred(), Deferred()]) for _ in range(3)]
+    pages: ReadAheads[None] = ReadAheads(Clock(), max_pages=2)
+    for number, source in enumerate(sources):
+        pages.start(number, source.chunks(), None)
+    assert [source.closed for source in sources] == [True, False, False]
+    assert pages.take(0) is None and pages.take(1) is not None and pages.take(2) is not None
+
+
+def test_a_failed_read_ahead_is_not_handed_out() -> None:
+    source = Source(5, fail_at=2)
+    pages: ReadAheads[None] = ReadAheads(Clock())
+    pages.start("key", source.chunks(), None)
+    assert source.closed
+    assert pages.take("key") is None, "the request computes its page afresh, and fails or not on its own"
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_failure_after_it_was_taken_reaches_the_reader() -> None:
+    gates: list[Deferred[None]] = [Deferred() for _ in range(3)]
+    source = Source(3, fail_at=1, gates=gates)
+    pages: ReadAheads[None] = ReadAheads(Clock())
+    pages.start("key", source.chunks(), None)
+    gates[0].callback(None)
+    taken = pages.take("key")
+    assert taken is not None
+    gates[1].callback(None)
+    with pytest.raises(BadGateway):
+        await read(taken)
+
+
+def test_caller_digest_tells_callers_apart_without_holding_the_secret() -> None:
+    admin = caller_digest(Credentials("basic", "clicktime", ADMIN_TOKEN))
+    assert admin == caller_digest(Credentials("basic", "clicktime", ADMIN_TOKEN))
+    assert admin != caller_digest(Credentials("basic", "clicktime", STANDARD_TOKEN))
+    assert admin != caller_digest(Credentials("bearer", None, ADMIN_TOKEN))
+    assert ADMIN_TOKEN.encode() not in admin
+
+
+# --- through the service -------------------------------------------------------------
+
+PAGED = {"Prefer": "odata.maxpagesize=300"}
+
+
+@pytest_twisted.async_yield_fixture(scope="module")
+async def stacks():
+    company = small_company()
+    with_read_ahead = await start_stack(company, page_size=1000)
+    without = await start_stack(company, page_size=1000, read_ahead_pages=0)
+    yield with_read_ahead, without
+    await with_read_ahead.stop()
+    await without.stop()
+
+
+async def pages_of(stack: Stack, url: str, token: str = ADMIN_TOKEN, headers=PAGED) -> list[bytes]:
+    bodies = []
+    next_url: Optional[str] = url
+    while next_url is not None:
+        reply = await stack.get(next_url, token=token, headers=headers)
+        assert reply.code == 200, reply.body
+        bodies.append(reply.body)
+        next_url = reply.json().get("@odata.nextLink")
+    return bodies
+
+
+def access_records(log: LogCapture) -> list:
+    return [event["access"] for event in log.events if "access" in event]
+
+
+@pytest_twisted.ensureDeferred
+async def test_pages_read_ahead_are_the_pages_computed_afresh(stacks) -> None:
+    with_read_ahead, without = stacks
+    for url in (
+        "TimeEntries",
+        "TimeEntries?$select=ID,Hours,CustomFieldsStr&$expand=Job($select=Name)&$count=true",
+        "TimeEntries?$filter=Hours gt 2&$top=1000",
+    ):
+        with LogCapture() as log:
+            read_ahead = await pages_of(with_read_ahead, url)
+        plain = await pages_of(without, url)
+        # Only the port differs, inside the context URL and the nextLinks.
+        assert [body.replace(with_read_ahead.url.encode(), b"/") for body in read_ahead] == [
+            body.replace(without.url.encode(), b"/") for body in plain
+        ], url
+        records = access_records(log)
+        assert len(records) >= 4, url
+        # The first page leads to the second; from then on each page was read ahead.
+        assert [record.read_ahead for record in records] == [False, False] + [True] * (len(records) - 2), url
+        assert all(record.upstream_requests >= 1 for record in records), url
+    rows = sum(len(json.loads(body)["value"]) for body in await pages_of(with_read_ahead, "TimeEntries"))
+    assert rows == len(records_of(with_read_ahead.company, "TimeEntries"))
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_page_read_ahead_goes_only_to_its_caller_asking_the_same_way(stacks) -> None:
+    stack, without = stacks
+    first = (await stack.get("TimeEntries", headers=PAGED)).json()
+    second = (await stack.get(first["@odata.nextLink"], headers=PAGED)).json()
+    third_url = second["@odata.nextLink"]  # being read ahead for the admin now
+    with LogCapture() as log:
+        head = await stack.get(third_url, headers=PAGED, method="HEAD")
+        full = await stack.get(third_url, headers={**PAGED, "Accept": "application/json;odata.metadata=full"})
+        other = await stack.get(third_url, token=STANDARD_TOKEN, headers=PAGED)
+        own = await stack.get(third_url, headers=PAGED)
+    assert (head.code, full.code, other.code, own.code) == (200, 200, 200, 200)
+    assert [record.read_ahead for record in access_records(log)] == [False, False, False, True]
+    # The standard user's request was computed for the standard user (here: nothing that far on).
+    expected = await without.get(third_url[len(stack.url):], token=STANDARD_TOKEN, headers=PAGED)
+    assert other.json()["value"] == expected.json()["value"]
+    assert len(own.json()["value"]) == 300 and own.json()["value"] != other.json()["value"]
