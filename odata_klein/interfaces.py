@@ -100,16 +100,31 @@ class UpstreamCall:
 
 @dataclass
 class Trace:
-    """Per-request record of the provider's upstream work."""
+    """
+    Per-request record of the provider's upstream work.  Providers add calls
+    with `record`; the engine may send later ones to another request's trace
+    (`forward_to`) when a row stream outlives its request.
+    """
 
     calls: list[UpstreamCall] = field(default_factory=list)
     # What the provider applied itself, and what the engine had to evaluate.
     pushed_down: list[str] = field(default_factory=list)
     evaluated: list[str] = field(default_factory=list)
+    _forward: Optional["Trace"] = field(default=None, repr=False)
 
     @property
     def upstream_requests(self) -> int:
         return sum(call.attempts for call in self.calls)
+
+    def record(self, call: UpstreamCall) -> None:
+        target = self
+        while target._forward is not None:
+            target = target._forward
+        target.calls.append(call)
+
+    def forward_to(self, other: "Trace") -> None:
+        """Record calls from now on in ``other``."""
+        self._forward = other
 
 
 class IQueryResult(Interface):

@@ -3,14 +3,14 @@ The entities of one response page, as JSON text.
 
 `page_chunks` reads (row, cursor) batches, skips and counts rows, attaches
 expanded entities and encodes them: the part of a collection response that
-grows with the result.  It writes nothing itself, so that the service can
-stream it straight to the client or read a next page ahead
-(`odata_klein.readahead`).
+grows with the result.  It writes nothing and closes nothing itself, so that
+the service can stream it straight to the client or read a next page ahead
+(`odata_klein.readahead`), going on with the same rows where the page ended.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Awaitable, Callable, Coroutine, Optional
 
 from .interfaces import Cursor, Row
@@ -28,6 +28,8 @@ class PageEnd:
     last_cursor: Cursor = None
     # Rows follow the last one emitted.
     more: bool = False
+    # The rows read after the last one emitted (the next page's first).
+    rest: list[tuple[Row, Cursor]] = field(default_factory=list)
 
 
 async def unguarded(work: Coroutine[Any, Any, Any]) -> Any:
@@ -36,7 +38,6 @@ async def unguarded(work: Coroutine[Any, Any, Any]) -> Any:
 
 async def page_chunks(
     next_batch: Callable[[], Coroutine[Any, Any, Batch]],
-    close: Callable[[], Awaitable[None]],
     *,
     skip: int,
     take: Optional[int],
@@ -49,26 +50,36 @@ async def page_chunks(
     UTF-8 chunks of the page's entities, comma-separated (every chunk after
     the first starts with a comma): ``skip`` rows dropped, then ``take`` rows
     at most (None: all).  ``end`` is filled in as rows go.  ``guard`` wraps
-    every wait for rows; ``close`` runs when the chunks end or are closed.
+    every wait for rows.
     """
-    try:
-        while not end.more and take != 0 and (batch := await guard(next_batch())) is not None:
-            kept: list[Row] = []
-            for row, cursor in batch:
-                if skip:
-                    skip -= 1
-                    continue
-                if end.emitted == take:
-                    end.more = True
-                    break
-                kept.append(row)
-                end.emitted += 1
-                end.last_cursor = cursor
-            if not kept:
+    while not end.more and take != 0 and (batch := await guard(next_batch())) is not None:
+        kept: list[Row] = []
+        for index, (row, cursor) in enumerate(batch):
+            if skip:
+                skip -= 1
                 continue
-            if attach_related is not None:
-                await guard(attach_related(kept))
-            encoded = ",".join([encode(row) for row in kept])
-            yield ("," + encoded if end.emitted > len(kept) else encoded).encode("utf-8")
-    finally:
-        await close()
+            if end.emitted == take:
+                end.more = True
+                end.rest = batch[index:]
+                break
+            kept.append(row)
+            end.emitted += 1
+            end.last_cursor = cursor
+        if not kept:
+            continue
+        if attach_related is not None:
+            await guard(attach_related(kept))
+        encoded = ",".join([encode(row) for row in kept])
+        yield ("," + encoded if end.emitted > len(kept) else encoded).encode("utf-8")
+
+
+def resumed(rest: list[tuple[Row, Cursor]], next_batch: Callable[[], Coroutine[Any, Any, Batch]]) -> Callable[[], Coroutine[Any, Any, Batch]]:
+    """``next_batch`` after ``rest``, the rows a previous page read past its end."""
+    waiting = [rest] if rest else []
+
+    async def following() -> Batch:
+        if waiting:
+            return waiting.pop()
+        return await next_batch()
+
+    return following

@@ -44,10 +44,15 @@ class ReadAhead(Generic[_State]):
     Chunks of ``source`` pulled as soon as they come, up to ``max_bytes``
     ahead of `chunks`.  ``state`` is whatever the source's producer records
     for the reader (how the page ended, which upstream requests it made).
+    ``release`` frees what the source leaves open for its reader (a row
+    stream to go on with) when nobody takes it over.
     """
 
-    def __init__(self, source: AsyncIterator[bytes], state: _State, max_bytes: int) -> None:
+    def __init__(
+        self, source: AsyncIterator[bytes], state: _State, max_bytes: int, release: Callable[[], object]
+    ) -> None:
         self.state = state
+        self._release = release
         self._source = source
         self._max_bytes = max_bytes
         self._buffer: deque[bytes] = deque()
@@ -87,7 +92,8 @@ class ReadAhead(Generic[_State]):
         """
         The chunks, those already read first; raises what the source raised.
         ``guard`` wraps each wait (so that a reader whose client has gone
-        stops waiting); call `cancel` when stopping early.
+        stops waiting); call `stop` when done.  The reader owns what
+        ``release`` would free.
         """
         while True:
             if self._buffer:
@@ -104,11 +110,16 @@ class ReadAhead(Generic[_State]):
                 self._chunk_arrived = Deferred()
                 await guard(_wait(self._chunk_arrived))
 
-    def cancel(self) -> None:
+    def stop(self) -> None:
         """Stop reading (and drop what was read); harmless once finished."""
         self._buffer.clear()
         self._buffered = 0
         self._filling.cancel()
+
+    def discard(self) -> None:
+        """Stop, and release what was left for a reader that never came."""
+        self.stop()
+        self._release()
 
 
 def _fire(waiter: Optional[Deferred[None]]) -> None:
@@ -139,11 +150,13 @@ class ReadAheads(Generic[_State]):
     def __len__(self) -> int:
         return len(self._waiting)
 
-    def start(self, key: Hashable, source: AsyncIterator[bytes], state: _State) -> None:
+    def start(
+        self, key: Hashable, source: AsyncIterator[bytes], state: _State, release: Callable[[], object] = lambda: None
+    ) -> None:
         self._drop(key)
         while len(self._waiting) >= self._max_pages:
             self._drop(next(iter(self._waiting)))
-        read_ahead = ReadAhead(source, state, self._max_bytes)
+        read_ahead = ReadAhead(source, state, self._max_bytes, release)
         expiry = self._clock.callLater(self._expires_after, self._drop, key)
         self._waiting[key] = (read_ahead, expiry)
 
@@ -155,7 +168,7 @@ class ReadAheads(Generic[_State]):
         read_ahead, expiry = entry
         expiry.cancel()
         if read_ahead.failed:
-            read_ahead.cancel()
+            read_ahead.discard()
             return None
         return read_ahead
 
@@ -170,4 +183,4 @@ class ReadAheads(Generic[_State]):
             read_ahead, expiry = entry
             if expiry.active():
                 expiry.cancel()
-            read_ahead.cancel()
+            read_ahead.discard()

@@ -58,7 +58,7 @@ from .negotiation import (
     negotiate_metadata,
 )
 from .ordering import first_rows, order_key, sorted_batches
-from .pagetext import PageEnd, page_chunks
+from .pagetext import PageEnd, page_chunks, resumed
 from .parser import QueryParser
 from .preferences import Preferences, parse_prefer
 from .resource import bind_path
@@ -100,10 +100,19 @@ class _Exchange:
 
 @dataclass(frozen=True)
 class _ReadAheadState:
-    """What reading a next page ahead leaves for its reader."""
+    """What reading a next page ahead leaves for its reader: how it ended, and the stream to go on with."""
 
     end: PageEnd
     trace: Trace
+    executor: Executor
+    stream: RowStream
+
+
+def _closing(stream: RowStream) -> None:
+    """Close a stream nobody will read again, in the background."""
+    ensureDeferred(stream.close()).addErrback(
+        lambda failure: _log.failure("closing an unclaimed read-ahead failed", failure)
+    )
 
 
 @dataclass(frozen=True)
@@ -601,21 +610,28 @@ class ODataService:
             if read_ahead_key is not None and self._read_aheads is not None
             else None
         )
-        end = PageEnd()
-        chunks: AsyncIterator[bytes]
+        # From the second page on, the rows read past the page's end go on
+        # into reading the next page ahead: the stream asks for all rows.
+        goes_on = read_ahead_key is not None
+        rows_wanted = (None if top is None else top + 1) if goes_on else skip + take + 1 if take is not None else None
+        close: Callable[[], Awaitable[None]]
         if read_ahead is not None:
             exchange.read_ahead = True
-            end = read_ahead.state.end
+            end, executor, stream = read_ahead.state.end, read_ahead.state.executor, read_ahead.state.stream
+            stream_trace = read_ahead.state.trace
+            close = stream.close
         else:
+            stream_trace = exchange.trace
             stream = await executor.rows(
                 source,
                 user_filter,
                 resume=token.cursor if token is not None else None,
-                limit=skip + take + 1 if take is not None and ordering is None else None,
+                limit=rows_wanted if ordering is None else None,
                 also=search,
             )
             # With $top, an ordered result needs only its first skip + top rows.
             first = skip + top if ordering is not None and top is not None else None
+            end = PageEnd()
             if ordering is None:
                 next_batch, close = stream.next, stream.close
             else:
@@ -635,37 +651,43 @@ class ODataService:
         if applied:
             request.setHeader("Preference-Applied", ", ".join(applied))
         writer = exchange.stream = ResponseStream(request)
+        attach_related = self._attacher(executor, entity_set, entity_type, shape)
+        chunks: AsyncIterator[bytes]
         if read_ahead is not None:
             chunks = read_ahead.chunks(writer.guarded)
         else:
             chunks = page_chunks(
                 next_batch,
-                close,
                 skip=skip,
                 take=take,
                 encode=shape.encode,
-                attach_related=self._attacher(executor, entity_set, entity_type, shape),
+                attach_related=attach_related,
                 end=end,
                 guard=writer.guarded,
             )
+        next_link = None
+        handed_over = False
         try:
             await writer.write(collection_start(context, count).encode("utf-8"))
             async for chunk in chunks:
                 await writer.write(chunk)
+            if end.more and page_size is not None and (top is None or top > end.emitted):
+                top_left = top - end.emitted if top is not None else None
+                next_link = self._next_link(exchange, raw_path, pairs, top_left, SkipToken(end.last_cursor, page_size))
+                if goes_on:
+                    take_next = page_size if top_left is None else min(page_size, top_left)
+                    self._read_ahead(
+                        exchange, next_link, fmt, executor, stream, stream_trace, end.rest, shape.encode,
+                        attach_related, take_next,
+                    )
+                    handed_over = True
         finally:
             await chunks.aclose()  # type: ignore[attr-defined]
             if read_ahead is not None:
-                read_ahead.cancel()
+                read_ahead.stop()
                 exchange.trace.calls += read_ahead.state.trace.calls
-        next_link = None
-        if end.more and page_size is not None and (top is None or top > end.emitted):
-            top_left = top - end.emitted if top is not None else None
-            next_token = SkipToken(end.last_cursor, page_size)
-            next_link = self._next_link(exchange, raw_path, pairs, top_left, next_token)
-            if read_ahead_key is not None:
-                self._read_ahead(
-                    exchange, next_link, fmt, model, source, user_filter, search, shape, next_token, top_left
-                )
+            if not handed_over:
+                await close()
         annotations = {EXPLAIN_ANNOTATION: _explanation(exchange.trace, end.emitted)} if explain else {}
         await writer.write(collection_end(next_link, annotations).encode("utf-8"))
         await writer.close()
@@ -681,43 +703,31 @@ class ODataService:
         exchange: _Exchange,
         next_link: str,
         fmt: JsonFormat,
-        model: Model,
-        source: CollectionSource,
-        user_filter: Optional[BoundExpr],
-        search: Optional[Callable[[Row], bool]],
-        shape: _Shape,
-        next_token: SkipToken,
-        top_left: Optional[int],
+        executor: Executor,
+        stream: RowStream,
+        stream_trace: Trace,
+        rest: list[tuple[Row, Any]],
+        encode: Callable[[Row], str],
+        attach_related: Optional[Callable[[list[Row]], Coroutine[Any, Any, None]]],
+        take: int,
     ) -> None:
-        """Start reading the page behind ``next_link`` as its request will, in a session of its own."""
+        """
+        Go on reading ``stream`` (``rest`` first) as the page behind
+        ``next_link``; the stream's upstream requests are recorded for that page from now on.
+        """
         key = self._read_ahead_key(exchange, next_link, fmt)
-        if key is None or self._read_aheads is None or exchange.credentials is None:
-            return
-        trace = Trace()
-        executor = Executor(self._provider.open_session(exchange.credentials, trace), model, trace)
-        # The cursor exactly as the nextLink's request will decode it.
-        resume = decode_skiptoken(encode_skiptoken(next_token), self._max_page_size).cursor
-        take = next_token.page_size if top_left is None else min(next_token.page_size, top_left)
-        state = _ReadAheadState(PageEnd(), trace)
-
-        async def chunks() -> AsyncIterator[bytes]:
-            stream = await executor.rows(source, user_filter, resume=resume, limit=take + 1, also=search)
-            page = page_chunks(
-                stream.next,
-                stream.close,
-                skip=0,
-                take=take,
-                encode=shape.encode,
-                attach_related=self._attacher(executor, source.entity_set, source.entity_type, shape),
-                end=state.end,
-            )
-            try:
-                async for chunk in page:
-                    yield chunk
-            finally:
-                await page.aclose()  # type: ignore[attr-defined]
-
-        self._read_aheads.start(key, chunks(), state)
+        assert key is not None and self._read_aheads is not None
+        state = _ReadAheadState(PageEnd(), Trace(), executor, stream)
+        stream_trace.forward_to(state.trace)
+        chunks = page_chunks(
+            resumed(rest, stream.next),
+            skip=0,
+            take=take,
+            encode=encode,
+            attach_related=attach_related,
+            end=state.end,
+        )
+        self._read_aheads.start(key, chunks, state, release=lambda: _closing(stream))
 
     @staticmethod
     def _attacher(

@@ -179,9 +179,12 @@ async def test_pages_read_ahead_are_the_pages_computed_afresh(stacks) -> None:
         assert len(records) >= 4, url
         # The first page leads to the second; from then on each page was read ahead.
         assert [record.read_ahead for record in records] == [False, False] + [True] * (len(records) - 2), url
-        assert all(record.upstream_requests >= 1 for record in records), url
-    rows = sum(len(json.loads(body)["value"]) for body in await pages_of(with_read_ahead, "TimeEntries"))
-    assert rows == len(records_of(with_read_ahead.company, "TimeEntries"))
+        if url == "TimeEntries":
+            # From the second page on, one stream reads on: each 500-row ClickTime page once, in
+            # whichever request's log it falls (300-row pages need none of their own now and then).
+            entries = len(records_of(with_read_ahead.company, "TimeEntries"))
+            assert sum(len(json.loads(body)["value"]) for body in read_ahead) == entries
+            assert sum(record.upstream_requests for record in records[1:]) == -(-(entries - 300) // 500)
 
 
 @pytest_twisted.ensureDeferred

@@ -171,7 +171,7 @@ class ClickTimeClient:
         authorization = _authorization(token)
         call = UpstreamCall("GET", self._base_url + path, list(params))
         if trace is not None:
-            trace.calls.append(call)
+            trace.record(call)
         started = self._reactor.seconds()
         key = hashlib.sha256(authorization).digest()
         try:
