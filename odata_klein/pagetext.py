@@ -53,24 +53,25 @@ async def page_chunks(
     every wait for rows.
     """
     while not end.more and take != 0 and (batch := await guard(next_batch())) is not None:
-        kept: list[Row] = []
-        for index, (row, cursor) in enumerate(batch):
-            if skip:
-                skip -= 1
-                continue
-            if end.emitted == take:
-                end.more = True
-                end.rest = batch[index:]
-                break
-            kept.append(row)
-            end.emitted += 1
-            end.last_cursor = cursor
-        if not kept:
+        # Slices rather than a test per row: batches are whole upstream pages.
+        if skip:
+            dropped = min(skip, len(batch))
+            skip -= dropped
+            batch = batch[dropped:]
+        if take is not None and len(batch) > take - end.emitted:
+            end.more = True
+            end.rest = batch[take - end.emitted :]
+            batch = batch[: take - end.emitted]
+        if not batch:
             continue
+        kept = [row for row, _ in batch]
+        first = end.emitted == 0
+        end.emitted += len(kept)
+        end.last_cursor = batch[-1][1]
         if attach_related is not None:
             await guard(attach_related(kept))
         encoded = ",".join([encode(row) for row in kept])
-        yield ("," + encoded if end.emitted > len(kept) else encoded).encode("utf-8")
+        yield (encoded if first else "," + encoded).encode("utf-8")
 
 
 def resumed(rest: list[tuple[Row, Cursor]], next_batch: Callable[[], Coroutine[Any, Any, Batch]]) -> Callable[[], Coroutine[Any, Any, Batch]]:

@@ -26,7 +26,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 from .model import Edm, EntityType, Model, Property
 from .negotiation import JsonFormat
 
-_encode_string: Callable[[str], str] = json.encoder.encode_basestring  # type: ignore[attr-defined]
+encode_string: Callable[[str], str] = json.encoder.encode_basestring  # type: ignore[attr-defined]
 
 ValueEncoder = Callable[[Any], str]
 
@@ -77,13 +77,21 @@ class EncodedJsonObject(dict):  # type: ignore[type-arg]
         super().__init__(mapping)
         self.text = _encode_object(self)
 
+    @classmethod
+    def with_text(cls, mapping: Mapping[str, Any], text: str) -> "EncodedJsonObject":
+        """``mapping`` with ``text``, the JSON its caller has already encoded it as."""
+        encoded = cls.__new__(cls)
+        dict.update(encoded, mapping)
+        encoded.text = text
+        return encoded
+
 
 def _encode_object(value: Mapping[Any, Any]) -> str:
     by_type = _JSON_BY_TYPE
     parts = []
     for key, item in value.items():
         encode = by_type.get(type(item), encode_json_value)
-        parts.append(_encode_string(key if type(key) is str else str(key)) + ":" + encode(item))
+        parts.append(encode_string(key if type(key) is str else str(key)) + ":" + encode(item))
     return "{" + ",".join(parts) + "}"
 
 
@@ -91,11 +99,48 @@ def _encode_array(value: Sequence[Any]) -> str:
     return "[" + ",".join([encode_json_value(item) for item in value]) + "]"
 
 
+class ObjectEncoder:
+    """
+    Encodes JSON objects whose keys come in a few orders, such as the custom
+    fields of one entity type's records, with one generated function per
+    order of keys (at most ``max_orders``; beyond them, generically).
+    """
+
+    def __init__(self, max_orders: int = 16) -> None:
+        self._max_orders = max_orders
+        self._by_order: dict[tuple[str, ...], Callable[[Mapping[str, Any]], str]] = {}
+
+    def __call__(self, value: Mapping[str, Any]) -> str:
+        keys = tuple(value)
+        encode = self._by_order.get(keys)
+        if encode is None:
+            if len(self._by_order) >= self._max_orders or not all(type(key) is str for key in keys):
+                return _encode_object(value)
+            encode = self._by_order[keys] = _compile_object_encoder(keys)
+        return encode(value)
+
+
+def _compile_object_encoder(keys: tuple[str, ...]) -> Callable[[Mapping[str, Any]], str]:
+    namespace: dict[str, Any] = {"encode_string": encode_string, "encode_json_value": encode_json_value}
+    lines = ["def encode_object(value):"]
+    pieces = []
+    for index, key in enumerate(keys):
+        lines.append(f"    item_{index} = value[{key!r}]")
+        pieces.append(repr(("{" if index == 0 else ",") + encode_string(key) + ":"))
+        pieces.append(
+            f"'null' if item_{index} is None else encode_string(item_{index}) if type(item_{index}) is str "
+            f"else encode_json_value(item_{index})"
+        )
+    lines.append("    return ''.join((" + "".join(f"{piece}, " for piece in pieces) + "'}'))" if keys else "    return '{}'")
+    exec("\n".join(lines), namespace)
+    return namespace["encode_object"]  # type: ignore[no-any-return]
+
+
 # Exact types first: rows hold these, and a dict lookup beats a chain of isinstance.
 _JSON_BY_TYPE: dict[type, ValueEncoder] = {
     type(None): lambda value: "null",
     bool: lambda value: "true" if value else "false",
-    str: _encode_string,
+    str: encode_string,
     int: int.__repr__,
     Decimal: _format_decimal,
     float: _format_double,
@@ -114,7 +159,7 @@ def encode_json_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
-        return _encode_string(value)
+        return encode_string(value)
     if isinstance(value, int):
         return int.__repr__(value)
     if isinstance(value, Mapping):
@@ -131,13 +176,13 @@ def encode_json_value(value: Any) -> str:
         return f'"{value}"'
     if isinstance(value, bytes):
         return '"' + base64.urlsafe_b64encode(value).decode("ascii") + '"'
-    return _encode_string(str(value))
+    return encode_string(str(value))
 
 
 def primitive_encoder(edm: Optional[Edm], fmt: JsonFormat) -> ValueEncoder:
     """How to write one value of a primitive type (None: untyped/complex)."""
     if edm is Edm.STRING:
-        return _encode_string
+        return encode_string
     if edm is Edm.BOOLEAN:
         return lambda value: "true" if value else "false"
     if edm in (Edm.BYTE, Edm.SBYTE, Edm.INT16, Edm.INT32):
@@ -195,22 +240,58 @@ def _projected(members: Sequence[str]) -> ValueEncoder:
     return encode
 
 
-def _compile_fields_encoder(fields: Sequence[tuple[str, str, ValueEncoder]]) -> Callable[[Mapping[str, Any]], str]:
+# Inline forms of the commonest encodings, for the generated row encoder:
+# a Python call per value costs as much as the encoding itself.
+_INLINE: dict[Edm, str] = {
+    Edm.STRING: "encode_string({v})",
+    Edm.BOOLEAN: "('true' if {v} else 'false')",
+    Edm.DATE: "'\"' + {v}.isoformat() + '\"'",
+    Edm.TIME_OF_DAY: "'\"' + {v}.isoformat() + '\"'",
+}
+
+
+def _inline(prop: Property, fmt: JsonFormat, encoder: ValueEncoder) -> Optional[str]:
+    """Source text that encodes the non-null value ``{v}`` of ``prop`` as ``encoder`` would, if there is one."""
+    if prop.collection:
+        return None
+    if prop.edm is Edm.DECIMAL and not fmt.ieee754_compatible:
+        # Finite decimals are their own text; the rest go through the encoder.
+        return "(str({v}) if type({v}) is Decimal and {v}.is_finite() else {encode}({v}))"
+    if prop.edm is None and encoder is encode_json_value:
+        # Untyped values that keep their encoded text (CustomFields) need no call.
+        return "({v}.text if type({v}) is EncodedJsonObject else {encode}({v}))"
+    return _INLINE.get(prop.edm) if prop.edm is not None else None
+
+
+def _compile_fields_encoder(
+    fields: Sequence[tuple[str, str, ValueEncoder, Optional[str]]], braces: bool
+) -> Callable[[Mapping[str, Any]], str]:
     """
-    One straight-line function for a row's properties: the hot path of every
-    collection response, where a loop over fields costs more than the encoding.
-    Generated like ``dataclasses`` generates ``__init__``: names enter the
-    source only through ``repr``.
+    One straight-line function for a row's properties (within ``{}`` when
+    ``braces``): the hot path of every collection response, where a loop over
+    fields costs more than the encoding.  Generated like ``dataclasses``
+    generates ``__init__``: names enter the source only through ``repr``, and
+    each field's encoding is its encoder or its inline form.
     """
-    namespace: dict[str, Any] = {}
+    namespace: dict[str, Any] = {
+        "encode_string": encode_string,
+        "Decimal": Decimal,
+        "EncodedJsonObject": EncodedJsonObject,
+    }
     lines = ["def encode_fields(row):", "    get = row.get"]
-    pieces = []
-    for index, (name, prefix, encoder) in enumerate(fields):
+    pieces = ["'{'"] if braces else []
+    for index, (name, prefix, encoder, inline) in enumerate(fields):
         namespace[f"encode_{index}"] = encoder
-        lines.append(f"    value_{index} = get({name!r})")
+        value = f"value_{index}"
+        encoded = (
+            inline.format(v=value, encode=f"encode_{index}") if inline is not None else f"encode_{index}({value})"
+        )
+        lines.append(f"    {value} = get({name!r})")
         separator = "," if index else ""
         pieces.append(repr(separator + prefix))
-        pieces.append(f"'null' if value_{index} is None else encode_{index}(value_{index})")
+        pieces.append(f"'null' if {value} is None else {encoded}")
+    if braces:
+        pieces.append("'}'")
     lines.append("    return ''.join((" + "".join(f"{piece}, " for piece in pieces) + "))")
     exec("\n".join(lines), namespace)
     return namespace["encode_fields"]  # type: ignore[no-any-return]
@@ -233,16 +314,16 @@ class InlineNavigation:
         self._encoder = encoder
         self._collection = collection
         self._count_key = name + COUNT_ANNOTATION if count else None
-        self._prefix = _encode_string(name) + ":"
-        self._link_prefix = _encode_string(name + "@odata.navigationLink") + ":"
+        self._prefix = encode_string(name) + ":"
+        self._link_prefix = encode_string(name + "@odata.navigationLink") + ":"
 
     def encode(self, row: Mapping[str, Any], entity_url: Optional[str]) -> str:
         """``"Name":...`` after its annotations (a navigation link when ``entity_url`` is given)."""
         parts = []
         if entity_url is not None:
-            parts.append(self._link_prefix + _encode_string(entity_url + "/" + self.name))
+            parts.append(self._link_prefix + encode_string(entity_url + "/" + self.name))
         if self._count_key is not None:
-            parts.append(f"{_encode_string(self._count_key)}:{int(row.get(self._count_key) or 0)}")
+            parts.append(f"{encode_string(self._count_key)}:{int(row.get(self._count_key) or 0)}")
         value = row.get(self.name)
         encode = self._encoder.encode
         if self._collection:
@@ -278,19 +359,23 @@ class EntityEncoder:
         self._navigation_names = [
             nav.name for nav in entity_type.navigation_properties if nav.name not in expanded
         ]
-        fields: list[tuple[str, str, ValueEncoder]] = []
+        fields: list[tuple[str, str, ValueEncoder, Optional[str]]] = []
         for prop in properties:
-            prefix = _encode_string(prop.name) + ":"
+            prefix = encode_string(prop.name) + ":"
             annotation = _type_annotation(prop, model) if self._full else None
             if annotation is not None:
-                prefix = f'{_encode_string(prop.name + "@odata.type")}:"{annotation}",' + prefix
+                prefix = f'{encode_string(prop.name + "@odata.type")}:"{annotation}",' + prefix
             encode = property_encoder(prop, fmt)
+            inline = _inline(prop, fmt, encode)
             if prop.name in projections:
-                encode = _projected(projections[prop.name])
-            fields.append((prop.name, prefix, encode))
-        self._encode_fields = _compile_fields_encoder(fields)
+                encode, inline = _projected(projections[prop.name]), None
+            fields.append((prop.name, prefix, encode, inline))
+        self._encode_fields = _compile_fields_encoder(fields, braces=False)
         # Without expansions, the body of a minimal-metadata row is its fields alone.
         self._encode_body = self._encode_fields if not self._expansions else self._fields_and_expansions
+        if not self._full and not self._expansions:
+            # The whole entity in one generated call (shadows the method).
+            self.encode = _compile_fields_encoder(fields, braces=True)  # type: ignore[method-assign]
 
     def _fields_and_expansions(self, row: Mapping[str, Any]) -> str:
         fields = self._encode_fields(row)
@@ -304,14 +389,14 @@ class EntityEncoder:
         parts = [f'"@odata.type":"{self._type_name}"']
         url = self._entity_url(row) if self._entity_url is not None else None
         if url is not None:
-            parts.append(f'"@odata.id":{_encode_string(url)}')
-            parts.append(f'"@odata.readLink":{_encode_string(url)}')
+            parts.append(f'"@odata.id":{encode_string(url)}')
+            parts.append(f'"@odata.readLink":{encode_string(url)}')
         fields = self._encode_fields(row)
         if fields:
             parts.append(fields)
         if url is not None:
             for nav in self._navigation_names:
-                parts.append(f'{_encode_string(nav + "@odata.navigationLink")}:{_encode_string(url + "/" + nav)}')
+                parts.append(f'{encode_string(nav + "@odata.navigationLink")}:{encode_string(url + "/" + nav)}')
         for expansion in self._expansions:
             parts.append(expansion.encode(row, url))
         return "{" + ",".join(parts) + "}"
@@ -321,14 +406,14 @@ class EntityEncoder:
         body = self.encode(row)
         if context is None:
             return body
-        head = f'"@odata.context":{_encode_string(context)}'
+        head = f'"@odata.context":{encode_string(context)}'
         return "{" + head + ("," + body[1:] if len(body) > 2 else "}")
 
 
 def collection_start(context: Optional[str], count: Optional[int]) -> str:
     parts = []
     if context is not None:
-        parts.append(f'"@odata.context":{_encode_string(context)}')
+        parts.append(f'"@odata.context":{encode_string(context)}')
     if count is not None:
         parts.append(f'"@odata.count":{count}')
     parts.append('"value":[')
@@ -339,15 +424,15 @@ def collection_end(next_link: Optional[str], annotations: Mapping[str, Any] = {}
     """Close a collection: its nextLink, then instance annotations the client asked for (plain JSON values)."""
     parts = [""]
     if next_link is not None:
-        parts.append(f'"@odata.nextLink":{_encode_string(next_link)}')
-    parts += [f"{_encode_string('@' + term)}:{json.dumps(value, ensure_ascii=False)}" for term, value in annotations.items()]
+        parts.append(f'"@odata.nextLink":{encode_string(next_link)}')
+    parts += [f"{encode_string('@' + term)}:{json.dumps(value, ensure_ascii=False)}" for term, value in annotations.items()]
     return "]" + ",".join(parts) + "}"
 
 
 def property_document(context: Optional[str], prop: Property, value: Any, fmt: JsonFormat) -> str:
     parts = []
     if context is not None:
-        parts.append(f'"@odata.context":{_encode_string(context)}')
+        parts.append(f'"@odata.context":{encode_string(context)}')
     parts.append('"value":' + property_encoder(prop, fmt)(value))
     return "{" + ",".join(parts) + "}"
 

@@ -132,8 +132,12 @@ class _Shape:
             row[prop.name] = compute(row)
         return row
 
-    def encode(self, row: Row) -> str:
-        return self.encoder.encode(self.complete(row))
+    @property
+    def encode(self) -> Callable[[Row], str]:
+        """Write a row (its computed properties added first)."""
+        if not self.adders:
+            return self.encoder.encode
+        return lambda row: self.encoder.encode(self.complete(row))
 
 
 @dataclass(frozen=True)

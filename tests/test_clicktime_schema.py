@@ -78,6 +78,29 @@ def test_row_conversion() -> None:
     assert row["CustomFieldsStr"] == '{"Phase":"Design","Billable?":true,"Other":1.5}'
 
 
+def test_custom_fields_keep_their_order_and_types_whatever_comes() -> None:
+    model = build_model(DEFINITIONS, sees_rates=True)
+    converter = RowConverter(model.entity_type("ClickTime.TimeEntry"), [d for d in DEFINITIONS if d.entity_type == "TimeEntry"])
+    records = [
+        {"Phase": "Design", "Billable?": True},
+        {"Billable?": False, "Phase": None},
+        {"Phase": "Büro \"A\"", "Billable?": "", "Nested": {"a": [1, Decimal("2.50")]}},
+        {},
+        {"Billable?": True, "Phase": "x", 7: "odd key"},
+    ]
+    texts = [converter.convert({"ID": "a", "CustomFields": record})["CustomFieldsStr"] for record in records]
+    assert texts == [
+        '{"Phase":"Design","Billable?":true}',
+        '{"Billable?":false,"Phase":null}',
+        '{"Phase":"Büro \\"A\\"","Billable?":"","Nested":{"a":[1,2.50]}}',
+        "{}",
+        '{"Billable?":true,"Phase":"x","7":"odd key"}',
+    ]
+    # The typed columns read the same fields, in whatever order they came.
+    second = converter.convert({"ID": "a", "CustomFields": records[1]})
+    assert (second["CustomField_Phase"], second["CustomField_Billable_"]) == (None, False)
+
+
 def test_unreadable_upstream_values_are_bad_gateway() -> None:
     model = build_model([], sees_rates=True)
     converter = RowConverter(model.entity_type("ClickTime.TimeEntry"), [])

@@ -16,7 +16,7 @@ from typing import Any, Callable, Mapping, Optional
 from odata_klein.errors import BadGateway, ErrorDetail
 from odata_klein.interfaces import Row
 from odata_klein.model import Edm, EntityType
-from odata_klein.serializer import EncodedJsonObject
+from odata_klein.serializer import EncodedJsonObject, ObjectEncoder
 
 from .schema import CUSTOM_FIELDS, CUSTOM_FIELDS_STR, CustomFieldDefinition
 
@@ -105,6 +105,10 @@ _CONVERTERS: Mapping[Edm, Converter] = {
 }
 
 
+# The Python type a converter returns its input as: the generated code tests for it first.
+_NATIVE: Mapping[Optional[Edm], str] = {Edm.STRING: "str", Edm.BOOLEAN: "bool", Edm.DECIMAL: "Decimal"}
+
+
 class RowConverter:
     """
     Converts ClickTime records of one entity type.  ``convert`` is generated
@@ -117,7 +121,10 @@ class RowConverter:
         custom_names = {d.property_name: d.name for d in definitions}
         namespace: dict[str, Any] = {
             "Mapping": Mapping,
+            "Decimal": Decimal,
             "EncodedJsonObject": EncodedJsonObject,
+            # ClickTime sends each type's custom fields in one order of keys.
+            "encode_custom": ObjectEncoder(),
             "to_string": _to_string,
             "Unreadable": _Unreadable,
             "unreadable": self._unreadable,
@@ -133,7 +140,6 @@ class RowConverter:
         ]
         values: list[str] = []
         custom_lines: list[str] = []
-        has_custom = entity_type.property(CUSTOM_FIELDS) is not None
         for index, prop in enumerate(entity_type.properties):
             if prop.name in (CUSTOM_FIELDS, CUSTOM_FIELDS_STR):
                 continue
@@ -141,36 +147,35 @@ class RowConverter:
             converter = _CONVERTERS.get(edm) if edm is not None else None
             assert converter is not None, prop
             namespace[f"convert_{index}"] = converter
+            # Values already of the property's type (as ClickTime mostly sends them) skip the call.
+            native = _NATIVE.get(edm)
+            converted = f"value if type(value) is {native} else convert_{index}(value)" if native else f"convert_{index}(value)"
             if prop.name in custom_names:
                 field_name = custom_names[prop.name]
                 # An empty text is how ClickTime shows an unset non-text custom field.
                 empty = "" if edm is Edm.STRING else " or value == ''"
                 custom_lines += [
                     f"        field = {CUSTOM_FIELDS + '/' + field_name!r}",
-                    f"        value = custom.get({field_name!r}) if custom is not None else None",
-                    f"        value_{index} = None if value is None{empty} else convert_{index}(value)",
-                ]
-            elif edm is Edm.STRING:
-                lines += [
-                    f"        field = {prop.name!r}",
-                    f"        value = get({prop.name!r})",
-                    f"        value_{index} = value if value is None or type(value) is str else to_string(value)",
+                    f"        value = custom_values.get({field_name!r})",
+                    f"        value_{index} = None if value is None{empty} else {converted}",
                 ]
             else:
                 lines += [
                     f"        field = {prop.name!r}",
                     f"        value = get({prop.name!r})",
-                    f"        value_{index} = None if value is None else convert_{index}(value)",
+                    f"        value_{index} = None if value is None else {converted}",
                 ]
             values.append(f"{prop.name!r}: value_{index}")
-        if has_custom:
+        if entity_type.property(CUSTOM_FIELDS) is not None:
             lines += [
                 f"        field = {CUSTOM_FIELDS!r}",
                 f"        value = custom = get({CUSTOM_FIELDS!r})",
-                "        if custom is not None:",
+                "        if custom is None:",
+                "            custom_values = {}",
+                "        else:",
                 "            if type(custom) is not dict and not isinstance(custom, Mapping):",
                 "                raise Unreadable(custom)",
-                "            custom = EncodedJsonObject(custom)",
+                "            custom = custom_values = EncodedJsonObject.with_text(custom, encode_custom(custom))",
                 *custom_lines,
             ]
             values += [
