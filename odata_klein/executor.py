@@ -21,6 +21,8 @@ from .errors import NotFound
 from .evaluate import compile_predicate
 from .interfaces import Cursor, IProviderSession, IQueryResult, NavigationSource, ProviderQuery, Row, Trace
 from .model import EntitySet, EntityType, Model, Property
+from .records import RecordReader
+from .serializer import EntityEncoder
 from .resource import (
     BoundPath,
     CountStep,
@@ -101,12 +103,22 @@ class RowStream:
     stopping early: it releases what the provider holds (prefetched pages).
     """
 
-    def __init__(self, result: IQueryResult, row_filter: RowFilter) -> None:
+    def __init__(
+        self, result: IQueryResult, row_filter: RowFilter, encoder: Optional[EntityEncoder] = None
+    ) -> None:
         self._batches: AsyncIterator[Any] = result.batches()
         self._filter = row_filter
         self._closed = False
+        # Rows are handed out written as JSON text by ``encoder`` when nothing here needs them typed.
+        self._encoder = encoder if row_filter.empty else None
+        self._writers: dict[int, tuple[RecordReader, Callable[[Any], str]]] = {}
 
-    async def next(self) -> Optional[list[tuple[Row, Cursor]]]:
+    @property
+    def writes(self) -> bool:
+        """Rows come as JSON text, written by the encoder given (not as `Row` mappings)."""
+        return self._encoder is not None
+
+    async def next(self) -> Optional[list[tuple[Any, Cursor]]]:
         """The next batch (possibly empty after filtering), or None at the end."""
         if self._closed:
             return None
@@ -115,7 +127,12 @@ class RowStream:
         except StopAsyncIteration:
             self._closed = True
             return None
-        pairs = list(zip(batch.rows, batch.cursors))
+        reader = batch.reader
+        if self._encoder is not None:
+            write = self._writer(reader) if reader is not None else self._encoder.encode
+            return list(zip([write(row) for row in batch.rows], batch.cursors))
+        rows = batch.rows if reader is None else [reader.convert(record) for record in batch.rows]
+        pairs = list(zip(rows, batch.cursors))
         row_filter = self._filter
         if row_filter.local is not None:
             local = row_filter.local
@@ -126,6 +143,17 @@ class RowStream:
             related = row_filter.related
             pairs = [pair for pair in pairs if related(pair[0])]
         return pairs
+
+    def _writer(self, reader: RecordReader) -> Callable[[Any], str]:
+        found = self._writers.get(id(reader))
+        if found is None or found[0] is not reader:
+            assert self._encoder is not None
+            write = reader.writer(self._encoder)
+            if write is None:
+                encode, convert = self._encoder.encode, reader.convert
+                write = lambda record: encode(convert(record))  # noqa: E731
+            found = self._writers[id(reader)] = (reader, write)
+        return found[1]
 
     async def close(self) -> None:
         if not self._closed:
@@ -164,11 +192,14 @@ class Executor:
         resume: Optional[Cursor] = None,
         limit: Optional[int] = None,
         also: Optional[Callable[[Row], bool]] = None,
+        written_by: Optional[EntityEncoder] = None,
     ) -> RowStream:
         """
         Rows of ``source`` matching ``extra_filter`` and, when given, the
         engine-only predicate ``also`` (``$search``).  ``limit`` is how many
-        matching rows the caller will read at most.
+        matching rows the caller will read at most.  With ``written_by``,
+        rows come as their JSON text when the engine has nothing to check on
+        them (see `RowStream.writes`).
         """
         query = ProviderQuery(
             entity_set=source.entity_set.name,
@@ -179,7 +210,7 @@ class Executor:
             parent=source.parent,
         )
         result, row_filter = await self._query(source, query)
-        return RowStream(result, row_filter.also(also))
+        return RowStream(result, row_filter.also(also), written_by)
 
     async def count(
         self,

@@ -11,12 +11,15 @@ and asks it for the model and for rows.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Any, AsyncIterator, Mapping, Optional, Sequence
 
 from zope.interface import Attribute, Interface
 
 from .bound import BoundExpr
 from .model import Model
+
+if TYPE_CHECKING:
+    from .records import RecordReader
 
 # A row: property name -> Python value (see `odata_klein.model.Property`).
 # Rows may hold navigation property names too, mapped to the related row
@@ -78,10 +81,15 @@ class RowBatch:
     """
     Rows in the provider's order, and for each the cursor that resumes right
     after it.  Providers yield batches as they arrive from their backend.
+
+    With a ``reader``, ``rows`` are the backend's JSON records, and the
+    engine turns them into rows with it, or writes them as OData JSON
+    directly when it needs no typed row (`odata_klein.records`).
     """
 
-    rows: Sequence[Row]
+    rows: Sequence[Any]
     cursors: Sequence[Cursor]
+    reader: Optional["RecordReader"] = None
 
 
 @dataclass

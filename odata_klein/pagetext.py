@@ -41,7 +41,7 @@ async def page_chunks(
     *,
     skip: int,
     take: Optional[int],
-    encode: Callable[[Row], str],
+    encode: Optional[Callable[[Row], str]],
     attach_related: Optional[Callable[[list[Row]], Coroutine[Any, Any, None]]],
     end: PageEnd,
     guard: Guard = unguarded,
@@ -50,7 +50,7 @@ async def page_chunks(
     UTF-8 chunks of the page's entities, comma-separated (every chunk after
     the first starts with a comma): ``skip`` rows dropped, then ``take`` rows
     at most (None: all).  ``end`` is filled in as rows go.  ``guard`` wraps
-    every wait for rows.
+    every wait for rows.  ``encode`` None: the rows come written already.
     """
     while not end.more and take != 0 and (batch := await guard(next_batch())) is not None:
         # Slices rather than a test per row: batches are whole upstream pages.
@@ -70,7 +70,7 @@ async def page_chunks(
         end.last_cursor = batch[-1][1]
         if attach_related is not None:
             await guard(attach_related(kept))
-        encoded = ",".join([encode(row) for row in kept])
+        encoded = ",".join(kept if encode is None else [encode(row) for row in kept])
         yield (encoded if first else "," + encoded).encode("utf-8")
 
 

@@ -373,7 +373,10 @@ class EntityEncoder:
         self._encode_fields = _compile_fields_encoder(fields, braces=False)
         # Without expansions, the body of a minimal-metadata row is its fields alone.
         self._encode_body = self._encode_fields if not self._expansions else self._fields_and_expansions
+        # Entities written as their properties alone: (name, prefix, encoder, inline source) each.
+        self.plain_fields: Optional[tuple[tuple[str, str, ValueEncoder, Optional[str]], ...]] = None
         if not self._full and not self._expansions:
+            self.plain_fields = tuple(fields)
             # The whole entity in one generated call (shadows the method).
             self.encode = _compile_fields_encoder(fields, braces=True)  # type: ignore[method-assign]
 

@@ -632,6 +632,8 @@ class ODataService:
                 resume=token.cursor if token is not None else None,
                 limit=rows_wanted if ordering is None else None,
                 also=search,
+                # Rows nothing computes on, expands or sorts can come written already.
+                written_by=shape.encoder if not shape.adders and not shape.nodes and ordering is None else None,
             )
             # With $top, an ordered result needs only its first skip + top rows.
             first = skip + top if ordering is not None and top is not None else None
@@ -656,6 +658,7 @@ class ODataService:
             request.setHeader("Preference-Applied", ", ".join(applied))
         writer = exchange.stream = ResponseStream(request)
         attach_related = self._attacher(executor, entity_set, entity_type, shape)
+        encode = None if stream.writes else shape.encode
         chunks: AsyncIterator[bytes]
         if read_ahead is not None:
             chunks = read_ahead.chunks(writer.guarded)
@@ -664,7 +667,7 @@ class ODataService:
                 next_batch,
                 skip=skip,
                 take=take,
-                encode=shape.encode,
+                encode=encode,
                 attach_related=attach_related,
                 end=end,
                 guard=writer.guarded,
@@ -681,7 +684,7 @@ class ODataService:
                 if goes_on:
                     take_next = page_size if top_left is None else min(page_size, top_left)
                     self._read_ahead(
-                        exchange, next_link, fmt, executor, stream, stream_trace, end.rest, shape.encode,
+                        exchange, next_link, fmt, executor, stream, stream_trace, end.rest, encode,
                         attach_related, take_next,
                     )
                     handed_over = True
@@ -711,7 +714,7 @@ class ODataService:
         stream: RowStream,
         stream_trace: Trace,
         rest: list[tuple[Row, Any]],
-        encode: Callable[[Row], str],
+        encode: Optional[Callable[[Row], str]],
         attach_related: Optional[Callable[[list[Row]], Coroutine[Any, Any, None]]],
         take: int,
     ) -> None:

@@ -8,7 +8,7 @@ import pytest
 from csdl_validation import validate_xml_40, validate_xml_401
 from odata_klein import csdl
 from odata_klein.errors import BadGateway
-from odata_klein_plugins.clicktime.rows import RowConverter
+from odata_klein_plugins.clicktime.rows import record_reader
 from odata_klein_plugins.clicktime.schema import CustomFieldDefinition, build_model
 
 DEFINITIONS = [
@@ -62,7 +62,7 @@ def test_navigation_and_foreign_keys() -> None:
 
 def test_row_conversion() -> None:
     model = build_model(DEFINITIONS, sees_rates=True)
-    converter = RowConverter(model.entity_type("ClickTime.TimeEntry"), [d for d in DEFINITIONS if d.entity_type == "TimeEntry"])
+    converter = record_reader(model.entity_type("ClickTime.TimeEntry"), [d for d in DEFINITIONS if d.entity_type == "TimeEntry"])
     row = converter.convert(
         {
             "ID": "abc", "Date": "2026-05-06", "Hours": Decimal("7.25"), "BreakTime": "0.5",
@@ -80,7 +80,7 @@ def test_row_conversion() -> None:
 
 def test_custom_fields_keep_their_order_and_types_whatever_comes() -> None:
     model = build_model(DEFINITIONS, sees_rates=True)
-    converter = RowConverter(model.entity_type("ClickTime.TimeEntry"), [d for d in DEFINITIONS if d.entity_type == "TimeEntry"])
+    converter = record_reader(model.entity_type("ClickTime.TimeEntry"), [d for d in DEFINITIONS if d.entity_type == "TimeEntry"])
     records = [
         {"Phase": "Design", "Billable?": True},
         {"Billable?": False, "Phase": None},
@@ -103,10 +103,10 @@ def test_custom_fields_keep_their_order_and_types_whatever_comes() -> None:
 
 def test_unreadable_upstream_values_are_bad_gateway() -> None:
     model = build_model([], sees_rates=True)
-    converter = RowConverter(model.entity_type("ClickTime.TimeEntry"), [])
+    converter = record_reader(model.entity_type("ClickTime.TimeEntry"), [])
     for record in ({"ID": "a", "Date": "yesterday"}, {"ID": "a", "Hours": "lots"}, {"ID": "a", "CustomFields": []}):
         with pytest.raises(BadGateway):
             converter.convert(record)
-    client = RowConverter(model.entity_type("ClickTime.Client"), [])
+    client = record_reader(model.entity_type("ClickTime.Client"), [])
     naive = client.convert({"ID": "c", "CreatedDate": "2026-01-02T03:04:05"})
     assert naive["CreatedDate"] == datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc)

@@ -44,6 +44,7 @@ from odata_klein.interfaces import (
     Trace,
 )
 from odata_klein.model import Model
+from odata_klein.records import RecordReader
 
 from .client import ClickTimeClient
 from .paging import Page
@@ -58,7 +59,7 @@ from .references import (
     token_digest,
     uses_navigation,
 )
-from .rows import RowConverter
+from .rows import record_reader
 from .schema import (
     NAMESPACE,
     SET_INFO,
@@ -79,7 +80,7 @@ class Caller:
     user_id: str
     security_level: str
     model: Model
-    converters: Mapping[str, RowConverter]
+    readers: Mapping[str, RecordReader]
 
     @property
     def sees_own_records_only(self) -> bool:
@@ -192,13 +193,13 @@ class ClickTimeSession:
         level = str(me.get("SecurityLevel") or "STANDARD")
         definitions = _definitions(records)
         model = build_model(definitions, sees_rates=level.upper() != "STANDARD")
-        converters = {}
+        readers = {}
         for entity_set in model.entity_sets:
             entity_type = model.type_of(entity_set)
-            converters[entity_set.name] = RowConverter(
+            readers[entity_set.name] = record_reader(
                 entity_type, [d for d in definitions if d.entity_type == entity_type.name]
             )
-        return Caller(str(me.get("ID") or ""), level, model, converters)
+        return Caller(str(me.get("ID") or ""), level, model, readers)
 
     async def _read_definitions(self) -> list[Mapping[str, Any]]:
         records: list[Mapping[str, Any]] = []
@@ -257,7 +258,7 @@ class ClickTimeSession:
                 self._token, "/" + info.endpoint, page_limit=info.page_limit, max_rows=max_rows, trace=self._trace
             )
 
-        return self._references.get(self._token, entity_set, caller, list_pages, caller.converters[entity_set].convert)
+        return self._references.get(self._token, entity_set, caller, list_pages, caller.readers[entity_set].convert)
 
     async def _through_references(self, caller: Caller, entity_set: str, filter_: BoundExpr) -> Optional[BoundExpr]:
         """``filter_`` with conditions through navigation properties turned into foreign-key conditions."""
@@ -367,7 +368,7 @@ class ClickTimeResult:
         unpaged: bool = False,
     ) -> None:
         self._session = session
-        self._converter = caller.converters[info.set_name]
+        self._reader = caller.readers[info.set_name]
         self._info = info
         self._path = path
         self._plan = plan
@@ -381,18 +382,15 @@ class ClickTimeResult:
         if self._plan.matches_nothing:
             return
         if self._single or self._unpaged:
-            records = await self._whole()
-            rows = [self._converter.convert(r) for r in records[self._resume:]]
-            yield RowBatch(rows, range(self._resume + 1, self._resume + 1 + len(rows)))
+            records = (await self._whole())[self._resume:]
+            yield RowBatch(records, range(self._resume + 1, self._resume + 1 + len(records)), self._reader)
             return
         pages = self._session.pages(
             self._path, self._plan.params, self._resume, self._info.page_limit, self._max_rows
         )
         try:
             async for page in pages:
-                convert = self._converter.convert
-                rows = [convert(record) for record in page.rows]
-                yield RowBatch(rows, range(page.offset + 1, page.offset + 1 + len(rows)))
+                yield RowBatch(page.rows, range(page.offset + 1, page.offset + 1 + len(page.rows)), self._reader)
         finally:
             await pages.aclose()
 

@@ -1,10 +1,11 @@
 """
 From ClickTime's JSON records to typed OData rows.
 
-A `RowConverter` is built once per entity type and caller model, and turns
-each upstream record into a row of Python values of the property types
-(see `odata_klein.model.Property`).  A value ClickTime sends in a form the
-type does not admit is an upstream fault (502), never a silently wrong cell.
+A reader (`odata_klein.records.RecordReader`) is built once per entity type
+and caller model: it turns each upstream record into a row of Python values
+of the property types (see `odata_klein.model.Property`), or straight into
+OData JSON.  A value ClickTime sends in a form the type does not admit is an
+upstream fault (502), never a silently wrong cell.
 """
 
 from __future__ import annotations
@@ -14,24 +15,19 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Callable, Mapping, Optional
 
 from odata_klein.errors import BadGateway, ErrorDetail
-from odata_klein.interfaces import Row
 from odata_klein.model import Edm, EntityType
-from odata_klein.serializer import EncodedJsonObject, ObjectEncoder
+from odata_klein.records import RecordField, RecordObject, RecordReader, UnreadableValue
 
 from .schema import CUSTOM_FIELDS, CUSTOM_FIELDS_STR, CustomFieldDefinition
 
 Converter = Callable[[Any], Any]
 
 
-class _Unreadable(ValueError):
-    pass
-
-
 def _to_decimal(value: Any) -> Decimal:
     if isinstance(value, Decimal):
         return value
     if isinstance(value, bool):
-        raise _Unreadable(value)
+        raise UnreadableValue(value)
     if isinstance(value, int):
         return Decimal(value)
     if isinstance(value, float):
@@ -41,11 +37,11 @@ def _to_decimal(value: Any) -> Decimal:
         try:
             parsed = Decimal(value.strip())
         except InvalidOperation:
-            raise _Unreadable(value)
+            raise UnreadableValue(value)
         if not parsed.is_finite():
-            raise _Unreadable(value)
+            raise UnreadableValue(value)
         return parsed
-    raise _Unreadable(value)
+    raise UnreadableValue(value)
 
 
 def _to_date(value: Any) -> datetime.date:
@@ -55,7 +51,7 @@ def _to_date(value: Any) -> datetime.date:
             return datetime.date.fromisoformat(value[:10])
         except ValueError:
             pass
-    raise _Unreadable(value)
+    raise UnreadableValue(value)
 
 
 def _to_time(value: Any) -> datetime.time:
@@ -64,7 +60,7 @@ def _to_time(value: Any) -> datetime.time:
             return datetime.time.fromisoformat(value.strip())
         except ValueError:
             pass
-    raise _Unreadable(value)
+    raise UnreadableValue(value)
 
 
 def _to_datetime(value: Any) -> datetime.datetime:
@@ -72,10 +68,10 @@ def _to_datetime(value: Any) -> datetime.datetime:
         try:
             parsed = datetime.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
         except ValueError:
-            raise _Unreadable(value)
+            raise UnreadableValue(value)
         # BI clients need an offset; ClickTime's date-times are UTC when they omit it.
         return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=datetime.timezone.utc)
-    raise _Unreadable(value)
+    raise UnreadableValue(value)
 
 
 def _to_bool(value: Any) -> bool:
@@ -83,7 +79,7 @@ def _to_bool(value: Any) -> bool:
         return value
     if isinstance(value, str) and value.lower() in ("true", "false"):
         return value.lower() == "true"
-    raise _Unreadable(value)
+    raise UnreadableValue(value)
 
 
 def _to_string(value: Any) -> str:
@@ -92,7 +88,7 @@ def _to_string(value: Any) -> str:
     if isinstance(value, (int, Decimal)) and not isinstance(value, bool):
         # IDs and codes sometimes arrive as numbers; their text is the value.
         return str(value)
-    raise _Unreadable(value)
+    raise UnreadableValue(value)
 
 
 _CONVERTERS: Mapping[Edm, Converter] = {
@@ -105,95 +101,48 @@ _CONVERTERS: Mapping[Edm, Converter] = {
 }
 
 
-# The Python type a converter returns its input as: the generated code tests for it first.
-_NATIVE: Mapping[Optional[Edm], str] = {Edm.STRING: "str", Edm.BOOLEAN: "bool", Edm.DECIMAL: "Decimal"}
+# The Python type a converter returns its input as: values of it pass unconverted.
+_NATIVE: Mapping[Optional[Edm], type] = {Edm.STRING: str, Edm.BOOLEAN: bool, Edm.DECIMAL: Decimal}
 
 
-class RowConverter:
+def record_reader(entity_type: EntityType, definitions: list[CustomFieldDefinition]) -> RecordReader:
     """
-    Converts ClickTime records of one entity type.  ``convert`` is generated
-    as one straight-line function (names enter its source only through
-    ``repr``), because it runs for every row of every response.
+    The reader of ClickTime records of one entity type: every property is
+    the record's field of that name, and each custom field column the field
+    of its definition's name inside ``CustomFields`` (whose JSON text is
+    ``CustomFieldsStr``).
     """
+    custom_names = {d.property_name: d.name for d in definitions}
+    fields = []
+    for prop in entity_type.properties:
+        if prop.name in (CUSTOM_FIELDS, CUSTOM_FIELDS_STR):
+            continue
+        edm = prop.edm
+        convert = _CONVERTERS.get(edm) if edm is not None else None
+        assert convert is not None, prop
+        if prop.name in custom_names:
+            # An empty text is how ClickTime shows an unset non-text custom field.
+            fields.append(
+                RecordField(
+                    prop.name, custom_names[prop.name], convert, _NATIVE.get(edm),
+                    parent=CUSTOM_FIELDS, empty_is_null=edm is not Edm.STRING,
+                )
+            )
+        else:
+            fields.append(RecordField(prop.name, prop.name, convert, _NATIVE.get(edm)))
+    objects = (
+        [RecordObject(CUSTOM_FIELDS, CUSTOM_FIELDS, CUSTOM_FIELDS_STR)]
+        if entity_type.property(CUSTOM_FIELDS) is not None
+        else []
+    )
+    type_name = entity_type.name
 
-    def __init__(self, entity_type: EntityType, definitions: list[CustomFieldDefinition]) -> None:
-        self._type_name = entity_type.name
-        custom_names = {d.property_name: d.name for d in definitions}
-        namespace: dict[str, Any] = {
-            "Mapping": Mapping,
-            "Decimal": Decimal,
-            "EncodedJsonObject": EncodedJsonObject,
-            # ClickTime sends each type's custom fields in one order of keys.
-            "encode_custom": ObjectEncoder(),
-            "to_string": _to_string,
-            "Unreadable": _Unreadable,
-            "unreadable": self._unreadable,
-        }
-        lines = [
-            "def convert(record):",
-            # An exact-type test first: isinstance against typing's Mapping is slow.
-            "    if type(record) is not dict and not isinstance(record, Mapping):",
-            "        raise unreadable(None, record)",
-            "    get = record.get",
-            "    field = None",
-            "    try:",
-        ]
-        values: list[str] = []
-        custom_lines: list[str] = []
-        for index, prop in enumerate(entity_type.properties):
-            if prop.name in (CUSTOM_FIELDS, CUSTOM_FIELDS_STR):
-                continue
-            edm = prop.edm
-            converter = _CONVERTERS.get(edm) if edm is not None else None
-            assert converter is not None, prop
-            namespace[f"convert_{index}"] = converter
-            # Values already of the property's type (as ClickTime mostly sends them) skip the call.
-            native = _NATIVE.get(edm)
-            converted = f"value if type(value) is {native} else convert_{index}(value)" if native else f"convert_{index}(value)"
-            if prop.name in custom_names:
-                field_name = custom_names[prop.name]
-                # An empty text is how ClickTime shows an unset non-text custom field.
-                empty = "" if edm is Edm.STRING else " or value == ''"
-                custom_lines += [
-                    f"        field = {CUSTOM_FIELDS + '/' + field_name!r}",
-                    f"        value = custom_values.get({field_name!r})",
-                    f"        value_{index} = None if value is None{empty} else {converted}",
-                ]
-            else:
-                lines += [
-                    f"        field = {prop.name!r}",
-                    f"        value = get({prop.name!r})",
-                    f"        value_{index} = None if value is None else {converted}",
-                ]
-            values.append(f"{prop.name!r}: value_{index}")
-        if entity_type.property(CUSTOM_FIELDS) is not None:
-            lines += [
-                f"        field = {CUSTOM_FIELDS!r}",
-                f"        value = custom = get({CUSTOM_FIELDS!r})",
-                "        if custom is None:",
-                "            custom_values = {}",
-                "        else:",
-                "            if type(custom) is not dict and not isinstance(custom, Mapping):",
-                "                raise Unreadable(custom)",
-                "            custom = custom_values = EncodedJsonObject.with_text(custom, encode_custom(custom))",
-                *custom_lines,
-            ]
-            values += [
-                f"{CUSTOM_FIELDS!r}: custom",
-                f"{CUSTOM_FIELDS_STR!r}: None if custom is None else custom.text",
-            ]
-        lines += [
-            "    except Unreadable:",
-            "        raise unreadable(field, value)",
-            "    return {" + ", ".join(values) + "}",
-        ]
-        exec("\n".join(lines), namespace)
-        self.convert: Callable[[Mapping[str, Any]], Row] = namespace["convert"]
-
-    def _unreadable(self, field: Optional[str], value: Any) -> BadGateway:
+    def unreadable(field: Optional[str], value: Any) -> BadGateway:
         if field is None:
-            return BadGateway(f"ClickTime sent a {self._type_name} record that is not an object")
+            return BadGateway(f"ClickTime sent a {type_name} record that is not an object")
         return BadGateway(
-            f"ClickTime sent a {self._type_name} record whose {field} is not readable",
+            f"ClickTime sent a {type_name} record whose {field} is not readable",
             details=[ErrorDetail("UnexpectedValue", f"{field}: {str(value)[:80]!r}", field)],
         )
+
+    return RecordReader(fields, objects, unreadable)
