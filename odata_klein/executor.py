@@ -109,9 +109,11 @@ class RowStream:
         self._batches: AsyncIterator[Any] = result.batches()
         self._filter = row_filter
         self._closed = False
-        # Rows are handed out written as JSON text by ``encoder`` when nothing here needs them typed.
-        self._encoder = encoder if row_filter.empty else None
-        self._writers: dict[int, tuple[RecordReader, Callable[[Any], str]]] = {}
+        # Rows are handed out written as JSON text by ``encoder`` when nothing
+        # here needs them typed and it writes entities as their properties alone.
+        writes = encoder is not None and encoder.plain_fields is not None and row_filter.empty
+        self._encoder = encoder if writes else None
+        self._writer: Optional[tuple[RecordReader, Callable[[Any], str]]] = None
 
     @property
     def writes(self) -> bool:
@@ -129,7 +131,7 @@ class RowStream:
             return None
         reader = batch.reader
         if self._encoder is not None:
-            write = self._writer(reader) if reader is not None else self._encoder.encode
+            write = self._writer_for(reader) if reader is not None else self._encoder.encode
             return list(zip([write(row) for row in batch.rows], batch.cursors))
         rows = batch.rows if reader is None else [reader.convert(record) for record in batch.rows]
         pairs = list(zip(rows, batch.cursors))
@@ -144,16 +146,14 @@ class RowStream:
             pairs = [pair for pair in pairs if related(pair[0])]
         return pairs
 
-    def _writer(self, reader: RecordReader) -> Callable[[Any], str]:
-        found = self._writers.get(id(reader))
-        if found is None or found[0] is not reader:
+    def _writer_for(self, reader: RecordReader) -> Callable[[Any], str]:
+        # A stream's batches come with one reader: its writer is generated once.
+        if self._writer is None or self._writer[0] is not reader:
             assert self._encoder is not None
             write = reader.writer(self._encoder)
-            if write is None:
-                encode, convert = self._encoder.encode, reader.convert
-                write = lambda record: encode(convert(record))  # noqa: E731
-            found = self._writers[id(reader)] = (reader, write)
-        return found[1]
+            assert write is not None, "the encoder writes plain properties"
+            self._writer = (reader, write)
+        return self._writer[1]
 
     async def close(self) -> None:
         if not self._closed:

@@ -615,9 +615,13 @@ class ODataService:
             else None
         )
         # From the second page on, the rows read past the page's end go on
-        # into reading the next page ahead: the stream asks for all rows.
+        # into reading the next page ahead: the stream asks for all rows
+        # ($top of them); otherwise for one more than the page shows.
         goes_on = read_ahead_key is not None
-        rows_wanted = (None if top is None else top + 1) if goes_on else skip + take + 1 if take is not None else None
+        if goes_on:
+            rows_wanted = None if top is None else top + 1
+        else:
+            rows_wanted = skip + take + 1 if take is not None else None
         close: Callable[[], Awaitable[None]]
         if read_ahead is not None:
             exchange.read_ahead = True
