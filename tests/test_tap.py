@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 from importlib.metadata import distribution
 
@@ -44,7 +45,11 @@ def test_options() -> None:
         "tcp:8080", 5000, "https://api.clicktime.com/v2",
     )
     assert not options["demo"]
-    for bad in (["--page-size", "0"], ["--demo-entries", "-1"], ["--no-such-option"]):
+    assert options["read-ahead-pages"] == 8
+    off = _service_maker().options()
+    off.parseOptions(["--read-ahead-pages", "0"])
+    assert off["read-ahead-pages"] == 0
+    for bad in (["--page-size", "0"], ["--read-ahead-pages", "-1"], ["--demo-entries", "-1"], ["--no-such-option"]):
         with pytest.raises(usage.UsageError):
             _service_maker().options().parseOptions(bad)
     help_text = str(_service_maker().options())
@@ -64,6 +69,8 @@ async def test_demo_serves_a_generated_company(capfd) -> None:
     service.startService()
     try:
         root = await service.started()
+        # Once started, the startup heap is frozen and young objects are collected less often.
+        assert gc.get_threshold()[0] == 10_000 and gc.get_freeze_count() > 0
         printed = capfd.readouterr().out
         assert f"OData service: {root}" in printed
         assert "ADMIN demo token:    demo-admin" in printed and "STANDARD demo token: demo-standard" in printed
