@@ -11,14 +11,17 @@ from typing import AsyncIterator, Optional
 
 import pytest
 import pytest_twisted
+import treq
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.task import Clock
+from twisted.web.client import ResponseFailed
 
-from harness import ADMIN_TOKEN, STANDARD_TOKEN, LogCapture, Stack, records_of, small_company, start_stack
+from harness import ADMIN_TOKEN, STANDARD_TOKEN, LogCapture, Stack, basic, records_of, small_company, start_stack
 from odata_klein.errors import BadGateway
 from odata_klein.interfaces import Credentials
 from odata_klein.pagetext import unguarded
 from odata_klein.readahead import ReadAhead, ReadAheads, caller_digest
+from odata_klein_plugins.clicktime.simulator import FaultRule
 
 
 class Source:
@@ -204,3 +207,36 @@ async def test_a_page_read_ahead_goes_only_to_its_caller_asking_the_same_way(sta
     expected = await without.get(third_url[len(stack.url):], token=STANDARD_TOKEN, headers=PAGED)
     assert other.json()["value"] == expected.json()["value"]
     assert len(own.json()["value"]) == 300 and own.json()["value"] != other.json()["value"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_failure_while_reading_ahead_never_passes_for_a_page(stacks) -> None:
+    stack, _ = stacks
+    # ClickTime pages are 500 entries.  Page 1 (rows 0-299) takes one request;
+    # page 2 reads on from row 300 (300-799) and asks for 800-1299 ahead: that
+    # request, and every one after it, fails.  So the read-ahead of page 3
+    # (rows 600-899) has 200 rows when ClickTime fails it.
+    stack.simulator.faults.add(FaultRule("status", path="TimeEntries", status=500, after=2, times=None))
+    try:
+        first = await stack.get("TimeEntries", headers=PAGED)
+        second = await stack.get(first.json()["@odata.nextLink"], headers=PAGED)
+        assert (first.code, second.code) == (200, 200)
+        response = await treq.get(
+            second.json()["@odata.nextLink"].encode(),
+            headers={"Authorization": basic(ADMIN_TOKEN), **PAGED},
+            unbuffered=True,
+        )
+        received: list[bytes] = []
+        try:
+            await treq.collect(response, received.append)
+        except ResponseFailed:
+            pass
+    finally:
+        stack.simulator.faults.clear()
+    body = b"".join(received)
+    if response.code == 200:
+        # It failed after it started: cut off, so that no client takes it for a page.
+        with pytest.raises(ValueError):
+            json.loads(body)
+    else:
+        assert response.code == 502 and set(json.loads(body)["error"]) == {"code", "message", "target", "details"}
