@@ -75,6 +75,9 @@ class RecordReader:
     ) -> None:
         self._fields = tuple(fields)
         self._objects = {obj.name: obj for obj in objects}
+        for field in self._fields:
+            if field.parent is not None and field.parent not in self._objects:
+                raise ValueError(f"{field.name} is read from {field.parent!r}, which is no RecordObject")
         self._unreadable = unreadable
         self._sources: dict[str, tuple[str, _Source]] = {}
         for field in self._fields:

@@ -128,3 +128,8 @@ def test_an_unreadable_value_fails_alike_both_ways(record: Any, message: str) ->
 
 def test_no_writer_for_entities_written_with_more_than_their_properties() -> None:
     assert READER.writer(EntityEncoder(MODEL, ENTITY_TYPE, JsonFormat("full"), PROPERTIES)) is None
+
+
+def test_a_field_inside_an_undeclared_object_is_refused() -> None:
+    with pytest.raises(ValueError):
+        RecordReader([RecordField("Phase", "Phase", to_text, parent="Nowhere")], [], unreadable)
