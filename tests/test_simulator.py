@@ -746,6 +746,16 @@ async def test_faults_are_controlled_over_http(admin: Api) -> None:
     assert (await control.get(root + "/requests")).body["total"] == 0
 
 
+@pytest_twisted.ensureDeferred
+async def test_forgetting_encodings_changes_no_answer(admin: Api) -> None:
+    control = admin.as_token(None)
+    root = admin.running.base_url.removesuffix("/v2") + "/_simulator"
+    before = (await admin.get("/TimeEntries?limit=50&offset=20")).raw
+    assert (await control.send("DELETE", root + "/encodings")).status == 200
+    assert (await admin.get("/TimeEntries?limit=50&offset=20")).raw == before
+    assert (await control.get(root + "/encodings")).status == 405
+
+
 # -- writes ----------------------------------------------------------------------------------------------
 
 

@@ -53,8 +53,10 @@ Writes
 
 Test-only control paths, outside ``/v2`` and without a token:
 ``GET/POST/DELETE /_simulator/faults`` (see ``faults``: the rules and what fired, add a
-rule from a JSON object, remove all) and ``GET/DELETE /_simulator/requests`` (request
-counts, total and per path; forget them).
+rule from a JSON object, remove all), ``GET/DELETE /_simulator/requests`` (request
+counts, total and per path; forget them) and ``DELETE /_simulator/encodings`` (forget
+every entity's encoded JSON, below: benchmarks use it to measure reads that encode
+every entity, as a server without that cache does).
 
 Speed: lists stay in their fixed order, so an unfiltered page is a slice; filtered
 lists are kept in a small LRU cache per (entity set, scope, filters); every entity's
@@ -753,6 +755,9 @@ class _Encoder:
     def encode_all(self, records: Sequence[Any], show_rates: bool, verbose: bool) -> bytes:
         return b"[" + b",".join([self.encode(record, show_rates, verbose) for record in records]) + b"]"
 
+    def forget_all(self) -> None:
+        self._encoded.clear()
+
     def forget(self, record: Any) -> None:
         nested_in_others = type(record) in _NESTED_TYPES
         for (_, verbose), cache in self._encoded.items():
@@ -1224,7 +1229,9 @@ class Simulator:
                 answer = {"total": len(self.requests), "perPath": dict(self.request_counts())}
             case ["requests"], "DELETE":
                 self.requests.clear()
-            case (["faults"] | ["requests"]), _:
+            case ["encodings"], "DELETE":
+                self._encoder.forget_all()
+            case (["faults"] | ["requests"] | ["encodings"]), _:
                 status, answer = 405, {"error": f"{method} is not allowed here"}
             case _:
                 status, answer = 404, {"error": "no such control path"}
