@@ -23,7 +23,7 @@ from decimal import Decimal
 from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 from .interfaces import Row
-from .serializer import EncodedJsonObject, EntityEncoder, ObjectEncoder, encode_string
+from .serializer import EncodedJsonObject, EntityEncoder, ObjectEncoder, encode_json_value, encode_string
 
 
 class UnreadableValue(ValueError):
@@ -120,7 +120,12 @@ class RecordReader:
             namespace[f"encode_object_{index}"] = ObjectEncoder()
         return namespace
 
-    def _prologue(self, name: str, needed_objects: Sequence[str]) -> list[str]:
+    def _prologue(self, name: str, needed_objects: Sequence[str], as_rows: bool) -> list[str]:
+        """
+        The function's head, reading each object needed: ``values_i`` (to
+        look fields up in), ``text_i`` (its JSON) and, for rows
+        (``as_rows``), ``object_i`` as an `EncodedJsonObject`.
+        """
         lines = [
             f"def {name}(record):",
             # An exact-type test first: isinstance against typing's Mapping is slow.
@@ -135,10 +140,15 @@ class RecordReader:
             lines += [
                 f"        object_{index} = get({obj.key!r})",
                 f"        if object_{index} is None:",
-                f"            values_{index} = no_values",
+                f"            values_{index}, text_{index} = no_values, None",
                 f"        elif type(object_{index}) is dict or isinstance(object_{index}, Mapping):",
-                f"            object_{index} = values_{index} = "
-                f"EncodedJsonObject.with_text(object_{index}, encode_object_{index}(object_{index}))",
+                f"            values_{index}, text_{index} = object_{index}, encode_object_{index}(object_{index})",
+            ]
+            if as_rows:
+                lines.append(
+                    f"            object_{index} = EncodedJsonObject.with_text(object_{index}, text_{index})"
+                )
+            lines += [
                 "        else:",
                 "            raise UnreadableValue()",
             ]
@@ -151,8 +161,7 @@ class RecordReader:
         if kind == "object":
             return [], f"object_{object_index[what.name]}"
         if kind == "text":
-            index = object_index[what.name]
-            return [], f"(None if object_{index} is None else object_{index}.text)"
+            return [], f"text_{object_index[what.name]}"
         assert isinstance(what, RecordField)
         index = self._fields.index(what)
         lookup = "get" if what.parent is None else f"values_{object_index[what.parent]}.get"
@@ -181,7 +190,7 @@ class RecordReader:
 
     def _compile_convert(self) -> Callable[[Any], Row]:
         names = list(self._sources)
-        lines = self._prologue("convert", self._objects_needed(names))
+        lines = self._prologue("convert", self._objects_needed(names), as_rows=True)
         items = []
         for name in names:
             computing, expression = self._value_expression(self._sources[name])
@@ -195,13 +204,20 @@ class RecordReader:
         return self._compile("convert", lines)
 
     def _compile_writer(self, fields: Sequence[tuple[str, str, Any, Optional[str]]]) -> Callable[[Any], str]:
-        lines = self._prologue("write", self._objects_needed([name for name, _, _, _ in fields]))
+        lines = self._prologue("write", self._objects_needed([name for name, _, _, _ in fields]), as_rows=False)
         pieces = ["'{'"]
         encoders: dict[str, Any] = {}
+        object_index = {name: index for index, name in enumerate(self._objects)}
         for position, (name, prefix, encoder, inline) in enumerate(fields):
             source = self._sources.get(name)
             if source is None:
                 expression = "None"  # not in records: always null
+            elif source[0] == "object":
+                # Written as it is: its text.  Otherwise (a projection) the plain mapping goes to the encoder.
+                index = object_index[name]
+                expression = f"object_{index}"
+                if encoder is encode_json_value:
+                    expression, inline = f"text_{index}", "{v}"
             else:
                 computing, expression = self._value_expression(source)
                 lines += computing

@@ -98,6 +98,15 @@ def test_a_record_written_directly_is_its_row_written(fmt: JsonFormat, selected:
         assert write(record) == encoder.encode(READER.convert(record)), record
 
 
+def test_a_projected_object_is_written_alike_both_ways() -> None:
+    encoder = EntityEncoder(MODEL, ENTITY_TYPE, JsonFormat(), PROPERTIES, projections={"Extra": ("Phase", "Other")})
+    write = READER.writer(encoder)
+    assert write is not None
+    for record in RECORDS:
+        assert write(record) == encoder.encode(READER.convert(record)), record
+    assert json.loads(write(RECORDS[0]))["Extra"] == {"Phase": "Design", "Other": [1, None]}
+
+
 def test_rows_hold_the_typed_values() -> None:
     row = READER.convert(RECORDS[1])
     assert row["ID"] == "17" and row["Day"] is None and row["Hours"] == Decimal("0.25")
