@@ -16,7 +16,7 @@ from twisted.internet.interfaces import IPushProducer
 from twisted.web.iweb import IRequest
 from zope.interface import implementer
 
-DEFAULT_CHUNK_SIZE = 64 * 1024
+DEFAULT_CHUNK_SIZE = 256 * 1024
 
 _T = TypeVar("_T")
 
@@ -62,12 +62,17 @@ class ResponseStream:
     async def guarded(self, work: Coroutine[Any, Any, _T]) -> _T:
         """
         The result of ``work``, cancelled as soon as the client goes away, so
-        that an abandoned response stops asking the upstream for more.
+        that an abandoned response stops asking the upstream for more.  Once
+        the body has started, what is ready is sent before waiting: chunks
+        are large while rows flow, and nothing waits behind a slow upstream.
         """
         if self._gone:
             work.close()
             raise ClientGone()
         self._working = ensureDeferred(work)
+        if not self._working.called and self.started:
+            # About to wait: what is ready goes out now rather than with the next full chunk.
+            self._send_pending()
         try:
             return await self._working
         except CancelledError:
@@ -86,16 +91,19 @@ class ResponseStream:
     async def flush(self) -> None:
         if self._gone:
             raise ClientGone()
+        self._send_pending()
+        if self._paused is not None:
+            await self._paused
+            if self._gone:
+                raise ClientGone()
+
+    def _send_pending(self) -> None:
         if self._pending:
             chunk = b"".join(self._pending)
             self._pending.clear()
             self._pending_size = 0
             self.started = True
             self._request.write(chunk)
-        if self._paused is not None:
-            await self._paused
-            if self._gone:
-                raise ClientGone()
 
     async def close(self) -> None:
         """Send what is left; the request can then be finished."""
