@@ -19,11 +19,17 @@ provider's ``unreadable`` callback returns, naming the field.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 from .interfaces import Row
-from .serializer import EncodedJsonObject, EntityEncoder, ObjectEncoder, encode_json_value, encode_string
+from .serializer import (
+    EncodedJsonObject,
+    EntityEncoder,
+    FieldWriting,
+    ObjectEncoder,
+    encode_json_value,
+    entity_text_source,
+)
 
 
 class UnreadableValue(ValueError):
@@ -104,9 +110,7 @@ class RecordReader:
     def _namespace(self) -> dict[str, Any]:
         namespace: dict[str, Any] = {
             "Mapping": Mapping,
-            "Decimal": Decimal,
             "EncodedJsonObject": EncodedJsonObject,
-            "encode_string": encode_string,
             "UnreadableValue": UnreadableValue,
             "diagnose": self._diagnose,
             "no_values": {},
@@ -203,11 +207,10 @@ class RecordReader:
         ]
         return self._compile("convert", lines)
 
-    def _compile_writer(self, fields: Sequence[tuple[str, str, Any, Optional[str]]]) -> Callable[[Any], str]:
+    def _compile_writer(self, fields: Sequence[FieldWriting]) -> Callable[[Any], str]:
         lines = self._prologue("write", self._objects_needed([name for name, _, _, _ in fields]), as_rows=False)
-        pieces = ["'{'"]
-        encoders: dict[str, Any] = {}
         object_index = {name: index for index, name in enumerate(self._objects)}
+        written = []
         for position, (name, prefix, encoder, inline) in enumerate(fields):
             source = self._sources.get(name)
             if source is None:
@@ -217,25 +220,20 @@ class RecordReader:
                 index = object_index[name]
                 expression = f"object_{index}"
                 if encoder is encode_json_value:
-                    expression, inline = f"text_{index}", "{v}"
+                    expression = f"text_{index}"
+                    fields = [*fields[:position], (name, prefix, encoder, "{v}"), *fields[position + 1 :]]
             else:
                 computing, expression = self._value_expression(source)
                 lines += computing
             lines.append(f"        written_{position} = {expression}")
-            encoders[f"encode_{position}"] = encoder
-            value = f"written_{position}"
-            encoded = (
-                inline.format(v=value, encode=f"encode_{position}") if inline is not None else f"encode_{position}({value})"
-            )
-            pieces.append(repr(("," if position else "") + prefix))
-            pieces.append(f"'null' if {value} is None else {encoded}")
-        pieces.append("'}'")
+            written.append(f"written_{position}")
+        text, names = entity_text_source(fields, written, braces=True)
         lines += [
             "    except UnreadableValue:",
             "        raise diagnose(record)",
-            "    return ''.join((" + ", ".join(pieces) + "))",
+            f"    return {text}",
         ]
-        return self._compile("write", lines, encoders)
+        return self._compile("write", lines, names)
 
     def _compile(self, name: str, lines: list[str], extra: Mapping[str, Any] = {}) -> Callable[[Any], Any]:
         namespace = self._namespace()

@@ -263,36 +263,46 @@ def _inline(prop: Property, fmt: JsonFormat, encoder: ValueEncoder) -> Optional[
     return _INLINE.get(prop.edm) if prop.edm is not None else None
 
 
-def _compile_fields_encoder(
-    fields: Sequence[tuple[str, str, ValueEncoder, Optional[str]]], braces: bool
-) -> Callable[[Mapping[str, Any]], str]:
+FieldWriting = tuple[str, str, ValueEncoder, Optional[str]]
+
+
+def entity_text_source(fields: Sequence[FieldWriting], values: Sequence[str], braces: bool) -> tuple[str, dict[str, Any]]:
     """
-    One straight-line function for a row's properties (within ``{}`` when
-    ``braces``): the hot path of every collection response, where a loop over
-    fields costs more than the encoding.  Generated like ``dataclasses``
-    generates ``__init__``: names enter the source only through ``repr``, and
-    each field's encoding is its encoder or its inline form.
+    The source of an expression writing ``fields`` (name, prefix, encoder,
+    inline form) from the variables named ``values``, one per field, within
+    ``{}`` when ``braces``; and the names it needs.  Each field is written
+    with its inline form when it has one, else with its encoder.
     """
     namespace: dict[str, Any] = {
         "encode_string": encode_string,
         "Decimal": Decimal,
         "EncodedJsonObject": EncodedJsonObject,
     }
-    lines = ["def encode_fields(row):", "    get = row.get"]
     pieces = ["'{'"] if braces else []
-    for index, (name, prefix, encoder, inline) in enumerate(fields):
+    for index, ((_, prefix, encoder, inline), value) in enumerate(zip(fields, values)):
         namespace[f"encode_{index}"] = encoder
-        value = f"value_{index}"
         encoded = (
             inline.format(v=value, encode=f"encode_{index}") if inline is not None else f"encode_{index}({value})"
         )
-        lines.append(f"    {value} = get({name!r})")
-        separator = "," if index else ""
-        pieces.append(repr(separator + prefix))
+        pieces.append(repr(("," if index else "") + prefix))
         pieces.append(f"'null' if {value} is None else {encoded}")
     if braces:
         pieces.append("'}'")
-    lines.append("    return ''.join((" + "".join(f"{piece}, " for piece in pieces) + "))")
+    return "''.join((" + "".join(f"{piece}, " for piece in pieces) + "))", namespace
+
+
+def _compile_fields_encoder(fields: Sequence[FieldWriting], braces: bool) -> Callable[[Mapping[str, Any]], str]:
+    """
+    One straight-line function for a row's properties (within ``{}`` when
+    ``braces``): the hot path of every collection response, where a loop over
+    fields costs more than the encoding.  Generated like ``dataclasses``
+    generates ``__init__``: names enter the source only through ``repr``.
+    """
+    values = [f"value_{index}" for index in range(len(fields))]
+    expression, namespace = entity_text_source(fields, values, braces)
+    lines = ["def encode_fields(row):", "    get = row.get"]
+    lines += [f"    {value} = get({name!r})" for value, (name, _, _, _) in zip(values, fields)]
+    lines.append(f"    return {expression}")
     exec("\n".join(lines), namespace)
     return namespace["encode_fields"]  # type: ignore[no-any-return]
 
@@ -370,15 +380,14 @@ class EntityEncoder:
             if prop.name in projections:
                 encode, inline = _projected(projections[prop.name]), None
             fields.append((prop.name, prefix, encode, inline))
-        self._encode_fields = _compile_fields_encoder(fields, braces=False)
-        # Without expansions, the body of a minimal-metadata row is its fields alone.
-        self._encode_body = self._encode_fields if not self._expansions else self._fields_and_expansions
         # Entities written as their properties alone: (name, prefix, encoder, inline source) each.
-        self.plain_fields: Optional[tuple[tuple[str, str, ValueEncoder, Optional[str]], ...]] = None
+        self.plain_fields: Optional[tuple[FieldWriting, ...]] = None
         if not self._full and not self._expansions:
             self.plain_fields = tuple(fields)
             # The whole entity in one generated call (shadows the method).
             self.encode = _compile_fields_encoder(fields, braces=True)  # type: ignore[method-assign]
+        else:
+            self._encode_fields = _compile_fields_encoder(fields, braces=False)
 
     def _fields_and_expansions(self, row: Mapping[str, Any]) -> str:
         fields = self._encode_fields(row)
@@ -388,7 +397,8 @@ class EntityEncoder:
 
     def encode(self, row: Mapping[str, Any]) -> str:
         if not self._full:
-            return "{" + self._encode_body(row) + "}"
+            # Entities with expansions: plain ones have a generated ``encode``.
+            return "{" + self._fields_and_expansions(row) + "}"
         parts = [f'"@odata.type":"{self._type_name}"']
         url = self._entity_url(row) if self._entity_url is not None else None
         if url is not None:
