@@ -40,11 +40,16 @@ def accepts_gzip(accept_encoding: str) -> bool:
 
 @implementer(_IRequestEncoder)
 class _FlushingGzipEncoder:
-    def __init__(self, level: int) -> None:
+    def __init__(self, level: int, request: IRequest) -> None:
         # wbits 16+MAX_WBITS: a gzip header and trailer, not a bare zlib stream.
         self._compressor = zlib.compressobj(level, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+        self._request = request
 
     def encode(self, data: bytes) -> bytes:
+        if not self._request.startedWriting:  # type: ignore[attr-defined]
+            # A length set for the plain body (static files set one) would
+            # leave the client waiting for bytes that never come.
+            self._request.responseHeaders.removeHeader(b"Content-Length")
         return self._compressor.compress(data) + self._compressor.flush(zlib.Z_SYNC_FLUSH)
 
     def finish(self) -> bytes:
@@ -62,4 +67,4 @@ class StreamingGzipEncoderFactory:
         if not accepts_gzip(accept.decode("latin-1")):
             return None
         request.responseHeaders.setRawHeaders(b"Content-Encoding", [b"gzip"])
-        return _FlushingGzipEncoder(self._level)
+        return _FlushingGzipEncoder(self._level, request)

@@ -17,6 +17,8 @@ from twisted.internet import reactor, threads
 from twisted.web.client import Agent
 from twisted.web.http_headers import Headers
 
+from odata_klein.service import ODataService
+from odata_klein_console import console_resource
 from csdl_validation import validate_json, validate_xml_40, validate_xml_401
 from harness import ADMIN_TOKEN, POWER_BI_HEADERS, STANDARD_TOKEN, LogCapture, Stack, basic, records_of, start_stack
 
@@ -323,6 +325,26 @@ async def test_gzip(stack: Stack) -> None:
     assert response.headers.getRawHeaders("content-encoding") == ["gzip"]
     body = json.loads(gzip.decompress(await treq.content(response)))
     assert len(body["value"]) == len(stack.company.jobs)
+
+
+@pytest_twisted.ensureDeferred
+async def test_gzip_of_a_file_with_a_length(stack: Stack) -> None:
+    # Static files set Content-Length for their plain bytes: a gzip answer must not keep it.
+    service = ODataService(stack.provider, console=console_resource(basic_user="clicktime", realm="ClickTime OData"))
+    port = reactor.listenTCP(0, service.site(), interface="127.0.0.1")
+    try:
+        response = await Agent(reactor).request(
+            b"GET",
+            b"http://127.0.0.1:%d/console/static/console.js" % port.getHost().port,
+            Headers({"Accept-Encoding": ["gzip"]}),
+        )
+        body = await treq.content(response)
+    finally:
+        await port.stopListening()
+        service.close()
+    assert response.headers.getRawHeaders("content-encoding") == ["gzip"]
+    assert response.headers.getRawHeaders("content-length") in (None, [str(len(body))])
+    assert b"function" in gzip.decompress(body)
 
 
 @pytest_twisted.ensureDeferred
