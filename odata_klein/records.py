@@ -28,7 +28,9 @@ from .serializer import (
     FieldWriting,
     ObjectEncoder,
     encode_json_value,
-    entity_text_source,
+    encoded_value_source,
+    field_writing_namespace,
+    joined_fields_source,
 )
 
 
@@ -43,6 +45,8 @@ class RecordField:
     missing or null (or empty text, with ``empty_is_null``).  With
     ``parent``, ``key`` is looked up in the `RecordObject` of that name.
     Values whose type is exactly ``native`` are taken as they are.
+    ``convert`` must depend on its argument alone: a writer may remember
+    what it made of a text.
     """
 
     name: str
@@ -66,6 +70,8 @@ class RecordObject:
 
 
 Unreadable = Callable[[Optional[str], Any], Exception]
+# Distinct texts a writer remembers per field (dates of a page: a few hundred).
+_MEMO_LIMIT = 4096
 _Source = Union[RecordField, RecordObject]
 
 
@@ -210,30 +216,74 @@ class RecordReader:
     def _compile_writer(self, fields: Sequence[FieldWriting]) -> Callable[[Any], str]:
         lines = self._prologue("write", self._objects_needed([name for name, _, _, _ in fields]), as_rows=False)
         object_index = {name: index for index, name in enumerate(self._objects)}
-        written = []
-        for position, (name, prefix, encoder, inline) in enumerate(fields):
+        names = field_writing_namespace(fields)
+        texts = []
+        for position, field in enumerate(fields):
+            name, _, encoder, _ = field
             source = self._sources.get(name)
+            written = f"written_{position}"
             if source is None:
-                expression = "None"  # not in records: always null
-            elif source[0] == "object":
-                # Written as it is: its text.  Otherwise (a projection) the plain mapping goes to the encoder.
-                index = object_index[name]
-                expression = f"object_{index}"
-                if encoder is encode_json_value:
-                    expression = f"text_{index}"
-                    fields = [*fields[:position], (name, prefix, encoder, "{v}"), *fields[position + 1 :]]
+                lines.append(f"        {written} = 'null'")  # not in records: always null
+            elif source[0] == "field":
+                assert isinstance(source[1], RecordField)
+                lines += self._field_writing(source[1], field, position, names)
             else:
-                computing, expression = self._value_expression(source)
-                lines += computing
-            lines.append(f"        written_{position} = {expression}")
-            written.append(f"written_{position}")
-        text, names = entity_text_source(fields, written, braces=True)
+                kind, obj = source
+                index = object_index[obj.name]
+                if kind == "object" and encoder is encode_json_value:
+                    value = encoded = f"text_{index}"  # written as it is: its text
+                elif kind == "object":
+                    value = f"object_{index}"  # a projection: the encoder gets the mapping
+                    encoded = encoded_value_source(field, position, value)
+                else:
+                    value = f"text_{index}"
+                    encoded = encoded_value_source(field, position, value)
+                lines.append(f"        {written} = 'null' if {value} is None else {encoded}")
+            texts.append(written)
         lines += [
             "    except UnreadableValue:",
             "        raise diagnose(record)",
-            f"    return {text}",
+            f"    return {joined_fields_source(fields, texts, braces=True)}",
         ]
         return self._compile("write", lines, names)
+
+    def _field_writing(
+        self, field: RecordField, writing: FieldWriting, position: int, names: dict[str, Any]
+    ) -> list[str]:
+        """
+        Lines setting ``written_{position}`` to the text of ``field``'s value:
+        one type test for a value of its native type, the usual case.  The
+        text of a value that always needs converting (a date, a time) is
+        remembered per writer, that is per response, by the record's text.
+        """
+        index = self._fields.index(field)
+        object_index = {name: index for index, name in enumerate(self._objects)}
+        lookup = "get" if field.parent is None else f"values_{object_index[field.parent]}.get"
+        written = f"written_{position}"
+        empty = " or value == ''" if field.empty_is_null else ""
+        lines = [f"        value = {lookup}({field.key!r})"]
+        if field.native is not None:
+            return lines + [
+                f"        if type(value) is native_{index}:",
+                f"            {written} = {encoded_value_source(writing, position, 'value')}",
+                f"        elif value is None{empty}:",
+                f"            {written} = 'null'",
+                "        else:",
+                f"            converted = convert_{index}(value)",
+                f"            {written} = {encoded_value_source(writing, position, 'converted')}",
+            ]
+        names[f"memo_{position}"] = {}
+        return lines + [
+            f"        {written} = memo_{position}.get(value) if type(value) is str else None",
+            f"        if {written} is None:",
+            f"            if value is None{empty}:",
+            f"                {written} = 'null'",
+            "            else:",
+            f"                converted = convert_{index}(value)",
+            f"                {written} = {encoded_value_source(writing, position, 'converted')}",
+            f"                if type(value) is str and len(memo_{position}) < {_MEMO_LIMIT}:",
+            f"                    memo_{position}[value] = {written}",
+        ]
 
     def _compile(self, name: str, lines: list[str], extra: Mapping[str, Any] = {}) -> Callable[[Any], Any]:
         namespace = self._namespace()

@@ -266,29 +266,50 @@ def _inline(prop: Property, fmt: JsonFormat, encoder: ValueEncoder) -> Optional[
 FieldWriting = tuple[str, str, ValueEncoder, Optional[str]]
 
 
-def entity_text_source(fields: Sequence[FieldWriting], values: Sequence[str], braces: bool) -> tuple[str, dict[str, Any]]:
-    """
-    The source of an expression writing ``fields`` (name, prefix, encoder,
-    inline form) from the variables named ``values``, one per field, within
-    ``{}`` when ``braces``; and the names it needs.  Each field is written
-    with its inline form when it has one, else with its encoder.
-    """
+def field_writing_namespace(fields: Sequence[FieldWriting]) -> dict[str, Any]:
+    """The names that `encoded_value_source` and `entity_text_source` expressions for ``fields`` need."""
     namespace: dict[str, Any] = {
         "encode_string": encode_string,
         "Decimal": Decimal,
         "EncodedJsonObject": EncodedJsonObject,
     }
-    pieces = ["'{'"] if braces else []
-    for index, ((_, prefix, encoder, inline), value) in enumerate(zip(fields, values)):
+    for index, (_, _, encoder, _) in enumerate(fields):
         namespace[f"encode_{index}"] = encoder
-        encoded = (
-            inline.format(v=value, encode=f"encode_{index}") if inline is not None else f"encode_{index}({value})"
-        )
+    return namespace
+
+
+def encoded_value_source(field: FieldWriting, index: int, value: str) -> str:
+    """
+    The source of an expression writing the non-null value of variable
+    ``value`` as field ``index`` is written: its inline form when it has one,
+    else a call of its encoder.
+    """
+    inline = field[3]
+    return inline.format(v=value, encode=f"encode_{index}") if inline is not None else f"encode_{index}({value})"
+
+
+def joined_fields_source(fields: Sequence[FieldWriting], texts: Sequence[str], braces: bool) -> str:
+    """The source of an expression joining each field's prefix with its text (expressions ``texts``)."""
+    pieces = ["'{'"] if braces else []
+    for index, ((_, prefix, _, _), text) in enumerate(zip(fields, texts)):
         pieces.append(repr(("," if index else "") + prefix))
-        pieces.append(f"'null' if {value} is None else {encoded}")
+        pieces.append(text)
     if braces:
         pieces.append("'}'")
-    return "''.join((" + "".join(f"{piece}, " for piece in pieces) + "))", namespace
+    return "''.join((" + "".join(f"{piece}, " for piece in pieces) + "))"
+
+
+def entity_text_source(fields: Sequence[FieldWriting], values: Sequence[str], braces: bool) -> tuple[str, dict[str, Any]]:
+    """
+    The source of an expression writing ``fields`` (name, prefix, encoder,
+    inline form) from the variables named ``values``, one per field, within
+    ``{}`` when ``braces``; and the names it needs.
+    """
+    texts = [
+        f"'null' if {value} is None else {encoded_value_source(field, index, value)}"
+        for index, (field, value) in enumerate(zip(fields, values))
+    ]
+    return joined_fields_source(fields, texts, braces), field_writing_namespace(fields)
 
 
 def _compile_fields_encoder(fields: Sequence[FieldWriting], braces: bool) -> Callable[[Mapping[str, Any]], str]:

@@ -78,6 +78,8 @@ READER = RecordReader(
     unreadable,
 )
 
+ENCODER = EntityEncoder(MODEL, ENTITY_TYPE, JsonFormat(), PROPERTIES)
+
 RECORDS: list[dict[str, Any]] = [
     {"ID": "a", "Date": "2026-01-02", "Hours": Decimal("7.50"), "Done": True,
      "Custom": {"Phase": "Design", "Budget": Decimal("12"), "Other": [1, None]}},
@@ -96,6 +98,19 @@ def test_a_record_written_directly_is_its_row_written(fmt: JsonFormat, selected:
     assert write is not None
     for record in RECORDS:
         assert write(record) == encoder.encode(READER.convert(record)), record
+
+
+def test_a_writer_remembers_converted_texts_only_for_what_it_read() -> None:
+    """Dates are converted once per text and writer; other values of equal hash are not taken for them."""
+    write = READER.writer(EntityEncoder(MODEL, ENTITY_TYPE, JsonFormat(), PROPERTIES))
+    assert write is not None
+    same_day = [{"ID": str(n), "Date": "2026-01-02"} for n in range(3)]
+    for record in [*same_day, *RECORDS, *RECORDS]:
+        assert write(record) == ENCODER.encode(READER.convert(record)), record
+    with pytest.raises(BadGateway):
+        write({"ID": "x", "Date": 20260102})
+    with pytest.raises(BadGateway):
+        write({"ID": "x", "Date": "2026-01-02T"})
 
 
 def test_a_projected_object_is_written_alike_both_ways() -> None:

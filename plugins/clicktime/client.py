@@ -393,9 +393,21 @@ def _judge(answer: _Answer, token: str) -> Union[dict[str, Any], _Setback]:
     raise _refusal(status, _upstream_errors(answer.body, token))
 
 
+class _Decimals(dict[str, Decimal]):
+    """
+    The `Decimal` of each number text of one answer, made once: a page
+    repeats a few dozen hours and rates, and a hit is a lookup in C where
+    making a `Decimal` is a call.
+    """
+
+    def __missing__(self, text: str) -> Decimal:
+        number = self[text] = Decimal(text)
+        return number
+
+
 def _envelope(body: bytes) -> dict[str, Any]:
     try:
-        envelope = json.loads(body, parse_float=Decimal)
+        envelope = json.loads(body, parse_float=_Decimals().__getitem__)
     except (ValueError, RecursionError):
         raise BadGateway("ClickTime answered with malformed JSON") from None
     if not isinstance(envelope, dict) or "data" not in envelope:
