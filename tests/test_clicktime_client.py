@@ -242,61 +242,52 @@ async def test_repeated_params_keep_every_value(upstream: Upstream, company: Com
     assert upstream.observed.arrivals[0].params["JobID"] == jobs
 
 
+@pytest.mark.parametrize("ahead", [1, 3])
 @pytest_twisted.ensureDeferred
-async def test_the_next_page_is_requested_while_the_consumer_holds_the_current_one(
-    upstream: Upstream,
+async def test_the_next_pages_are_requested_while_the_consumer_holds_the_current_one(
+    upstream: Upstream, ahead: int
 ) -> None:
     observed = upstream.observed
-    pages = upstream.client().pages(ADMIN_TOKEN, "/TimeEntries", page_limit=300)
-    events: list[str] = []
+    pages = upstream.client(pages_ahead=ahead).pages(ADMIN_TOKEN, "/TimeEntries", page_limit=300)
     held = 0
     async for page in pages:
-        events.append(f"consumer got page {held}")
-        if page.offset + len(page.rows) < ENTRIES:
-            # Page held+1 reaches ClickTime without the consumer asking for it...
-            await observed.until(lambda: len(observed.arrivals) == held + 2)
-            events.append(f"page {held + 1} requested")
-        # ...and nothing further: one page ahead, no more.
-        assert len(observed.arrivals) == min(held + 2, 5)
+        assert page.offset == 300 * held
+        # The next ``ahead`` pages reach ClickTime without the consumer asking for them...
+        in_sight = min(held + 1 + ahead, 5)
+        await observed.until(lambda: len(observed.arrivals) == in_sight)
+        # ...and nothing further, nor anything past the end of the list.
+        assert len(observed.arrivals) == in_sight
         held += 1
 
-    assert events == [
-        "consumer got page 0",
-        "page 1 requested",
-        "consumer got page 1",
-        "page 2 requested",
-        "consumer got page 2",
-        "page 3 requested",
-        "consumer got page 3",
-        "page 4 requested",
-        "consumer got page 4",
-    ]
+    assert held == 5
+    # Requests in flight together reach ClickTime in any order.
+    assert sorted(int(arrival.params["offset"][0]) for arrival in observed.arrivals) == [0, 300, 600, 900, 1200]
 
 
 @pytest.mark.parametrize("stop", ["aclose", "break"])
 @pytest_twisted.ensureDeferred
-async def test_stopping_early_cancels_the_prefetch(upstream: Upstream, stop: str) -> None:
-    # The prefetched page would take a minute: only cancelling ends it.
-    upstream.add_fault("slow", r"offset=100\b", delay=60.0)
+async def test_stopping_early_cancels_the_pages_requested_ahead(upstream: Upstream, stop: str) -> None:
+    # The pages after the first would take a minute: only cancelling ends them.
+    upstream.add_fault("slow", r"offset=[1-9]", times=None, delay=60.0)
     observed = upstream.observed
-    client = upstream.client(timeout=120.0, deadline=120.0)
+    client = upstream.client(timeout=120.0, deadline=120.0, pages_ahead=3)
     trace = Trace()
     pages = client.pages(ADMIN_TOKEN, "/TimeEntries", page_limit=100, trace=trace)
     async for page in pages:
         assert page.offset == 0
-        await observed.until(lambda: len(observed.arrivals) == 2)
+        await observed.until(lambda: len(observed.arrivals) == 4)
         if stop == "aclose":
             await pages.aclose()
         break
     del pages  # with "break", closing is left to the garbage collector
 
-    # Cancelled, not mistaken for a broken connection and tried again.
-    assert (trace.calls[-1].attempts, trace.calls[-1].status) == (1, None)
-    await observed.until(lambda: len(observed.abandoned) == 1)
-    assert observed.abandoned[0].params["offset"] == ["100"]
+    # Cancelled, not mistaken for broken connections and tried again.
+    assert [(call.attempts, call.status) for call in trace.calls[1:]] == [(1, None)] * 3
+    await observed.until(lambda: len(observed.abandoned) == 3)
+    assert sorted(arrival.params["offset"][0] for arrival in observed.abandoned) == ["100", "200", "300"]
     # The client carries on as if nothing happened.
     assert (await client.get_one(ADMIN_TOKEN, "/Me"))["ID"]
-    assert [arrival.params.get("offset") for arrival in observed.arrivals] == [["0"], ["100"], None]
+    assert len(observed.arrivals) == 5 and observed.arrivals[-1].params.get("offset") is None
 
 
 @pytest_twisted.ensureDeferred

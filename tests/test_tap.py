@@ -46,14 +46,21 @@ def test_options() -> None:
     )
     assert not options["demo"]
     assert options["read-ahead-pages"] == 8
+    assert options["upstream-pages-ahead"] == 4
     off = _service_maker().options()
     off.parseOptions(["--read-ahead-pages", "0"])
     assert off["read-ahead-pages"] == 0
-    for bad in (["--page-size", "0"], ["--read-ahead-pages", "-1"], ["--demo-entries", "-1"], ["--no-such-option"]):
+    for bad in (
+        ["--page-size", "0"], ["--read-ahead-pages", "-1"], ["--upstream-pages-ahead", "0"], ["--demo-entries", "-1"],
+        ["--no-such-option"],
+    ):
         with pytest.raises(usage.UsageError):
             _service_maker().options().parseOptions(bad)
     help_text = str(_service_maker().options())
-    for option in ("--listen", "--upstream", "--page-size", "--read-ahead-pages", "--reference-ttl", "--demo", "--demo-entries", "--demo-admin-token"):
+    for option in (
+        "--listen", "--upstream", "--page-size", "--read-ahead-pages", "--upstream-pages-ahead", "--reference-ttl",
+        "--demo", "--demo-entries", "--demo-admin-token",
+    ):
         assert option in help_text
 
 

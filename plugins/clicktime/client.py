@@ -126,13 +126,14 @@ class ClickTimeClient:
         *,
         pool: Optional[HTTPConnectionPool] = None,
         max_concurrent_per_token: int = 4,
+        pages_ahead: int = 4,
         timeout: float = 60.0,
         deadline: float = 300.0,
         max_attempts: int = 5,
         backoff: Optional[Callable[[int], float]] = None,
     ) -> None:
-        if max_concurrent_per_token < 1 or max_attempts < 1:
-            raise ValueError("max_concurrent_per_token and max_attempts must be at least 1")
+        if max_concurrent_per_token < 1 or pages_ahead < 1 or max_attempts < 1:
+            raise ValueError("max_concurrent_per_token, pages_ahead and max_attempts must be at least 1")
         if timeout <= 0 or deadline <= 0:
             raise ValueError("timeout and deadline must be positive")
         self._reactor = reactor
@@ -150,6 +151,7 @@ class ClickTimeClient:
             cookiejar=IndexableCookieJar(DefaultCookiePolicy(allowed_domains=[])),
         )
         self._max_concurrent = max_concurrent_per_token
+        self._pages_ahead = pages_ahead
         self._timeout = timeout
         self._deadline = deadline
         self._max_attempts = max_attempts
@@ -208,9 +210,10 @@ class ClickTimeClient:
     ) -> AsyncGenerator[Page, None]:
         """
         The pages of a list endpoint from ``offset`` on (``params`` must not
-        hold ``limit`` or ``offset``), the next one requested while the
-        consumer works on the current one.  Close the iterator (``aclose``)
-        when stopping early.
+        hold ``limit`` or ``offset``), the next ``pages_ahead`` ones requested
+        while the consumer works on the current one, so that ClickTime's
+        latency is paid about once per ``pages_ahead`` pages rather than once
+        per page.  Close the iterator (``aclose``) when stopping early.
         """
 
         async def fetch(at: int, limit: int) -> dict[str, Any]:
@@ -218,7 +221,12 @@ class ClickTimeClient:
             return await self.get(token, path, paged, trace)
 
         return iterate_pages(
-            fetch, offset=offset, page_limit=page_limit, max_rows=max_rows, reactor_turn=self._reactor_turn
+            fetch,
+            offset=offset,
+            page_limit=page_limit,
+            max_rows=max_rows,
+            reactor_turn=self._reactor_turn,
+            ahead=self._pages_ahead,
         )
 
     async def _reactor_turn(self) -> None:

@@ -55,6 +55,12 @@ class ClickTimeProviderFactory:
             whole_number(0),
         ],
         [
+            "upstream-pages-ahead", None, 4,
+            "How many next ClickTime pages to request while the current one is served, so that "
+            "ClickTime's latency is paid about once per that many pages (1: one page at a time).",
+            whole_number(1),
+        ],
+        [
             "demo-entries", None, DEFAULT_DEMO_ENTRIES,
             "With --demo: how many time entries the generated company has (the same number gives the same data).",
             whole_number(0),
@@ -75,7 +81,7 @@ class ClickTimeProviderFactory:
 
     async def _start(self, reactor: Any, options: Mapping[str, Any]) -> RunningProvider:
         if not options.get("demo"):
-            client = ClickTimeClient(reactor, options.get("upstream") or DEFAULT_UPSTREAM)
+            client = _client(reactor, options.get("upstream") or DEFAULT_UPSTREAM, options)
             return RunningProvider(
                 ClickTimeProvider(reactor, client, reference_ttl=_reference_ttl(options)), basic_user=BASIC_USER
             )
@@ -87,7 +93,7 @@ class ClickTimeProviderFactory:
             standard_token=_optional(options.get("demo-standard-token")),
         )
         simulator = await start_simulator(reactor, company, access_log=False)
-        client = ClickTimeClient(reactor, simulator.base_url)
+        client = _client(reactor, simulator.base_url, options)
         provider = _DemoProvider(
             reactor, client, stop_simulator=simulator.stop, reference_ttl=_reference_ttl(options)
         )
@@ -103,6 +109,10 @@ class ClickTimeProviderFactory:
             demo_tokens={"ADMIN": company.admin_token, "STANDARD": company.standard_token},
             basic_user=BASIC_USER,
         )
+
+
+def _client(reactor: Any, base_url: str, options: Mapping[str, Any]) -> ClickTimeClient:
+    return ClickTimeClient(reactor, base_url, pages_ahead=options.get("upstream-pages-ahead", 4))
 
 
 def _reference_ttl(options: Mapping[str, Any]) -> float:

@@ -1,12 +1,13 @@
 """
-ClickTime's ``limit``/``offset`` paging, with one page fetched ahead.
+ClickTime's ``limit``/``offset`` paging, with pages fetched ahead.
 
 `iterate_pages` knows when to stop (``page.count``, ``page.links.next``, an
-empty page, the caller's ``max_rows``) and keeps exactly one request in flight
-while the consumer works on the page it was given, so that the upstream's
-latency overlaps the consumer's processing without buffering more than one
-page.  It does not know about HTTP: it calls a ``fetch(offset, limit)``
-coroutine function that returns ClickTime's envelope.
+empty page, the caller's ``max_rows``) and keeps up to ``ahead`` requests in
+flight while the consumer works on the page it was given, so that the
+upstream's latency overlaps the consumer's processing and, over the
+Internet, is paid about once per ``ahead`` pages.  It does not know about
+HTTP: it calls a ``fetch(offset, limit)`` coroutine function that returns
+ClickTime's envelope.
 
 A request handed to Twisted only leaves when the reactor next runs, and the
 consumer of a page computes without giving it a turn.  So after starting the
@@ -18,8 +19,9 @@ latency.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
-from typing import Any, AsyncGenerator, Awaitable, Callable, Coroutine, Mapping, Optional
+from typing import Any, AsyncGenerator, Awaitable, Callable, Coroutine, Deque, Mapping, Optional
 
 from twisted.internet.defer import Deferred, ensureDeferred
 
@@ -78,48 +80,72 @@ async def iterate_pages(
     page_limit: int,
     max_rows: Optional[int],
     reactor_turn: Callable[[], Awaitable[object]],
+    ahead: int = 1,
 ) -> AsyncGenerator[Page, None]:
     """
     Every page from ``offset`` on, at most ``max_rows`` rows in all (None: no
     limit), each request asking for at most ``page_limit`` rows.
 
-    The request for the next page starts, and the reactor gets a turn to send
-    it, before the current page is yielded.
+    Up to ``ahead`` requests for the following pages are in flight while the
+    consumer holds a page, and the reactor gets a turn to send new ones
+    before the page is handed over.  Pages beyond the first are requested
+    ahead only within ClickTime's ``page.count``; without a count, one at a
+    time.  A page shorter than asked for though rows follow (the list changed
+    meanwhile) drops the requests made ahead, whose offsets assumed full
+    pages, and goes on from where that page ended: no row is skipped or
+    repeated on account of reading ahead.
+
     When the consumer stops early (``aclose``, an exception thrown in, or the
-    generator being collected) that request is cancelled and its outcome
-    consumed, so no "Unhandled error in Deferred" is logged for it.
+    generator being collected) the requests in flight are cancelled and their
+    outcomes consumed, so no "Unhandled error in Deferred" is logged for them.
     """
-    if page_limit < 1:
-        raise ValueError("page_limit must be at least 1")
-    remaining = max_rows
-
-    def request(at: int) -> tuple["Deferred[Envelope]", int]:
-        limit = page_limit if remaining is None else min(page_limit, remaining)
-        return ensureDeferred(fetch(at, limit)), limit
-
-    if remaining is not None and remaining <= 0:
+    if page_limit < 1 or ahead < 1:
+        raise ValueError("page_limit and ahead must be at least 1")
+    if max_rows is not None and max_rows <= 0:
         return
-    pending: Optional[Deferred[Envelope]]
-    pending, limit = request(offset)
-    try:
-        while pending is not None:
-            current, pending = pending, None
-            envelope = await current
-            page, more = read_page(envelope, offset, limit)
-            if remaining is not None:
-                if len(page.rows) > remaining:
-                    page = Page(page.rows[:remaining], page.offset, page.count)
-                remaining -= len(page.rows)
-                more = more and remaining > 0
-            if more:
-                offset += len(page.rows)
-                pending, limit = request(offset)
-                await reactor_turn()
-            yield page
-    finally:
+    end = None if max_rows is None else offset + max_rows
+    in_flight: Deque[tuple[Deferred[Envelope], int, int]] = deque()
+
+    def request(at: int) -> int:
+        """Request the page at ``at``; the offset after it."""
+        limit = page_limit if end is None else min(page_limit, end - at)
+        in_flight.append((ensureDeferred(fetch(at, limit)), at, limit))
+        return at + limit
+
+    def drop_in_flight() -> None:
         # Synchronous on purpose: this also runs when the generator is closed
         # by garbage collection, where awaiting is impossible.
-        if pending is not None:
+        while in_flight:
+            pending = in_flight.popleft()[0]
             pending.cancel()
             pending.addErrback(lambda _: None)
 
+    unrequested = request(offset)
+    try:
+        while in_flight:
+            current, at, limit = in_flight.popleft()
+            page, more = read_page(await current, at, limit)
+            following = at + len(page.rows)
+            if end is not None and following > end:
+                page = Page(page.rows[: end - at], page.offset, page.count)
+                following = end
+            more = more and (end is None or following < end)
+            next_asked = in_flight[0][1] if in_flight else unrequested
+            if not more or next_asked != following:
+                drop_in_flight()
+                unrequested = following
+            if more:
+                # Without a count, a page ahead might lie past the end.
+                room = ahead if page.count is not None else 1
+                requested = len(in_flight)
+                while (
+                    len(in_flight) < room
+                    and (end is None or unrequested < end)
+                    and (page.count is None or unrequested < page.count)
+                ):
+                    unrequested = request(unrequested)
+                if len(in_flight) > requested:
+                    await reactor_turn()
+            yield page
+    finally:
+        drop_in_flight()

@@ -1,0 +1,88 @@
+"""
+A full read through the service when ClickTime answers slowly.
+
+Real ClickTime answers over the Internet, each request some tens or hundreds
+of milliseconds late, where the loopback simulator answers at once.  This
+starts the simulator as a separate process, makes it answer every
+TimeEntries request ``--delay`` seconds late (its ``slow`` fault), and reads
+all TimeEntries through the service, following nextLinks, once for each
+``--upstream-pages-ahead`` value given; it prints entities per second, the
+elapsed time and how many upstream requests the read took.
+
+    python benchmarks/upstream_latency.py [--entries 20000] [--delay 0.1] [--ahead 1 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from typing import Any
+
+import treq
+from twisted.internet import defer, task
+
+from service_throughput import ADMIN_TOKEN, free_port, read_service, start, stop
+
+
+async def simulator_call(base_url: str, method: str, path: str, body: Any = None) -> Any:
+    control = base_url.removesuffix("/v2") + "/_simulator/" + path
+    data = None if body is None else json.dumps(body).encode()
+    response = await treq.request(method, control, data=data, headers={"Content-Type": "application/json"})
+    if response.code >= 300:
+        raise RuntimeError(f"{method} {path}: {response.code} {await response.text()}")
+    return await response.json()
+
+
+async def read_with(base_url: str, ahead: int) -> dict[str, float]:
+    service_port = free_port()
+    service, service_url = start(
+        [sys.executable, "-m", "twisted", "odata-clicktime", "--listen", f"tcp:{service_port}:interface=127.0.0.1",
+         "--upstream", base_url, "--upstream-pages-ahead", str(ahead)],
+        r"OData service: (\S+)",
+    )
+    try:
+        await read_service(service_url + "Divisions")  # sign-in, schema and pool, untimed
+        await simulator_call(base_url, "DELETE", "requests")
+        started = time.perf_counter()
+        rows, pages = await read_service(service_url + "TimeEntries")
+        seconds = time.perf_counter() - started
+        upstream = (await simulator_call(base_url, "GET", "requests"))["total"]
+        return {"rows": rows, "pages": pages, "seconds": seconds, "upstream": upstream}
+    finally:
+        stop(service)
+
+
+async def main(reactor: Any, entries: int, delay: float, aheads: list[int]) -> None:
+    simulator, base_url = start(
+        [sys.executable, "-m", "odata_klein_plugins.clicktime.simulator", "--listen",
+         f"tcp:{free_port()}:interface=127.0.0.1", "--entries", str(entries), "--admin-token", ADMIN_TOKEN],
+        r"(http://127\.0\.0\.1:\d+/v2)",
+    )
+    try:
+        await simulator_call(base_url, "POST", "faults", {"kind": "slow", "path": "/TimeEntries", "times": None, "delay": delay})
+        print(f"{entries:,} time entries, every TimeEntries request answered {delay * 1000:.0f} ms late:")
+        for ahead in aheads:
+            figures = await read_with(base_url, ahead)
+            print(
+                f"  --upstream-pages-ahead {ahead}: {figures['rows'] / figures['seconds']:>8,.0f} entities/s, "
+                f"{figures['seconds']:.1f} s, {figures['pages']:.0f} OData pages, "
+                f"{figures['upstream']:.0f} upstream requests",
+                flush=True,
+            )
+    finally:
+        stop(simulator)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--entries", type=int, default=20_000)
+    parser.add_argument("--delay", type=float, default=0.1, help="seconds each TimeEntries request is answered late")
+    parser.add_argument("--ahead", type=int, nargs="+", default=[1, 4], help="--upstream-pages-ahead values to read with")
+    arguments = parser.parse_args()
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    task.react(
+        lambda reactor: defer.ensureDeferred(main(reactor, arguments.entries, arguments.delay, arguments.ahead))
+    )

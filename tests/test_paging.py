@@ -1,0 +1,130 @@
+"""
+`iterate_pages` alone, over an in-memory list: reading pages ahead never
+asks past the end or past ``max_rows``, never skips or repeats a row when
+ClickTime answers with fewer rows than asked for, and without a count reads
+one page at a time.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import pytest
+import pytest_twisted
+from twisted.internet.defer import Deferred
+
+from odata_klein_plugins.clicktime.paging import Envelope, iterate_pages
+
+
+class Listing:
+    """
+    A paged list like ClickTime's: at most ``cap`` rows per answer, a count
+    unless ``counted`` is false.  Answers wait until `answer` is called, so
+    that what is in flight at each step can be seen.
+    """
+
+    def __init__(self, size: int, *, cap: int = 1000, counted: bool = True) -> None:
+        self.rows = [{"ID": str(n)} for n in range(size)]
+        self.cap = cap
+        self.counted = counted
+        self.asked: list[tuple[int, int]] = []
+        self.waiting: list[tuple[int, int, Deferred[Envelope]]] = []
+
+    async def fetch(self, offset: int, limit: int) -> Envelope:
+        self.asked.append((offset, limit))
+        answer: Deferred[Envelope] = Deferred()
+        self.waiting.append((offset, limit, answer))
+        return await answer
+
+    def answer(self) -> None:
+        """Answer every request waiting, in the order they were made."""
+        waiting, self.waiting = self.waiting, []
+        for offset, limit, answer in waiting:
+            rows = self.rows[offset : offset + min(limit, self.cap)]
+            page: dict[str, Any] = {"count": len(self.rows)} if self.counted else {}
+            answer.callback({"data": rows, "page": page})
+
+
+async def no_turn() -> None:
+    return None
+
+
+async def read_all(listing: Listing, *, ahead: int, page_limit: int, max_rows: Optional[int] = None) -> list[Any]:
+    """Every row, answering whatever is in flight whenever the reader waits."""
+    pages = iterate_pages(
+        listing.fetch, offset=0, page_limit=page_limit, max_rows=max_rows, reactor_turn=no_turn, ahead=ahead
+    )
+    rows: list[Any] = []
+    while True:
+        step = Deferred.fromCoroutine(pages.__anext__())
+        listing.answer()
+        try:
+            page = await step
+        except StopAsyncIteration:
+            return rows
+        rows.extend(row["ID"] for row in page.rows)
+
+
+@pytest_twisted.ensureDeferred
+async def test_pages_ahead_stay_within_the_count() -> None:
+    listing = Listing(950)
+    rows = await read_all(listing, ahead=3, page_limit=100)
+    assert rows == [str(n) for n in range(950)]
+    assert listing.asked == [(offset, 100) for offset in range(0, 1000, 100)]
+
+
+@pytest_twisted.ensureDeferred
+async def test_pages_ahead_stay_within_max_rows() -> None:
+    listing = Listing(950)
+    rows = await read_all(listing, ahead=3, page_limit=100, max_rows=250)
+    assert rows == [str(n) for n in range(250)]
+    assert listing.asked == [(0, 100), (100, 100), (200, 50)]
+
+
+@pytest.mark.parametrize("ahead", [1, 2, 4])
+@pytest_twisted.ensureDeferred
+async def test_answers_shorter_than_asked_skip_and_repeat_nothing(ahead: int) -> None:
+    # ClickTime caps pages below what was asked: the pages asked ahead
+    # assumed full pages, so they are dropped and asked again from where
+    # each answer really ended.
+    listing = Listing(230, cap=40)
+    rows = await read_all(listing, ahead=ahead, page_limit=100)
+    assert rows == [str(n) for n in range(230)]
+    assert [offset for offset, _ in listing.asked if offset % 40 == 0] == list(range(0, 230, 40))
+
+
+@pytest_twisted.ensureDeferred
+async def test_without_a_count_one_page_at_a_time() -> None:
+    listing = Listing(250, counted=False)
+    pages = iterate_pages(listing.fetch, offset=0, page_limit=100, max_rows=None, reactor_turn=no_turn, ahead=4)
+    in_flight = []
+    while True:
+        step = Deferred.fromCoroutine(pages.__anext__())
+        in_flight.append(len(listing.waiting))
+        listing.answer()
+        try:
+            await step
+        except StopAsyncIteration:
+            break
+    assert in_flight == [1, 1, 1, 0]
+    assert listing.asked == [(0, 100), (100, 100), (200, 100)]
+
+
+@pytest_twisted.ensureDeferred
+async def test_closing_cancels_every_page_in_flight() -> None:
+    listing = Listing(1000)
+    pages = iterate_pages(listing.fetch, offset=0, page_limit=100, max_rows=None, reactor_turn=no_turn, ahead=3)
+    first = Deferred.fromCoroutine(pages.__anext__())
+    listing.answer()
+    assert (await first).offset == 0
+    in_flight = [answer for _, _, answer in listing.waiting]
+    assert len(in_flight) == 3
+    await pages.aclose()
+    assert all(answer.called for answer in in_flight)
+
+
+@pytest_twisted.ensureDeferred
+async def test_ahead_must_be_at_least_one() -> None:
+    pages = iterate_pages(Listing(1).fetch, offset=0, page_limit=10, max_rows=None, reactor_turn=no_turn, ahead=0)
+    with pytest.raises(ValueError):
+        await pages.__anext__()
