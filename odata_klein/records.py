@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
+from .codegen import define
 from .interfaces import Row
 from .serializer import (
     EncodedJsonObject,
@@ -288,8 +289,7 @@ class RecordReader:
     def _compile(self, name: str, lines: list[str], extra: Mapping[str, Any] = {}) -> Callable[[Any], Any]:
         namespace = self._namespace()
         namespace.update(extra)
-        exec("\n".join(lines), namespace)
-        return namespace[name]  # type: ignore[no-any-return]
+        return define("\n".join(lines), name, namespace)
 
     # --- errors ------------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ import uuid
 from decimal import Decimal
 from typing import Any, Callable, Mapping, Optional, Sequence
 
+from .codegen import define
 from .model import Edm, EntityType, Model, Property
 from .negotiation import JsonFormat
 
@@ -132,8 +133,7 @@ def _compile_object_encoder(keys: tuple[str, ...]) -> Callable[[Mapping[str, Any
             f"else encode_json_value(item_{index})"
         )
     lines.append("    return ''.join((" + "".join(f"{piece}, " for piece in pieces) + "'}'))" if keys else "    return '{}'")
-    exec("\n".join(lines), namespace)
-    return namespace["encode_object"]  # type: ignore[no-any-return]
+    return define("\n".join(lines), "encode_object", namespace)
 
 
 # Exact types first: rows hold these, and a dict lookup beats a chain of isinstance.
@@ -324,8 +324,7 @@ def _compile_fields_encoder(fields: Sequence[FieldWriting], braces: bool) -> Cal
     lines = ["def encode_fields(row):", "    get = row.get"]
     lines += [f"    {value} = get({name!r})" for value, (name, _, _, _) in zip(values, fields)]
     lines.append(f"    return {expression}")
-    exec("\n".join(lines), namespace)
-    return namespace["encode_fields"]  # type: ignore[no-any-return]
+    return define("\n".join(lines), "encode_fields", namespace)
 
 
 # The key under which a row carries the size of an expanded collection,
