@@ -267,7 +267,7 @@ FieldWriting = tuple[str, str, ValueEncoder, Optional[str]]
 
 
 def field_writing_namespace(fields: Sequence[FieldWriting]) -> dict[str, Any]:
-    """The names that `encoded_value_source` and `entity_text_source` expressions for ``fields`` need."""
+    """The names that `encoded_value_source` expressions for ``fields`` need."""
     namespace: dict[str, Any] = {
         "encode_string": encode_string,
         "Decimal": Decimal,
@@ -289,27 +289,19 @@ def encoded_value_source(field: FieldWriting, index: int, value: str) -> str:
 
 
 def joined_fields_source(fields: Sequence[FieldWriting], texts: Sequence[str], braces: bool) -> str:
-    """The source of an expression joining each field's prefix with its text (expressions ``texts``)."""
-    pieces = ["'{'"] if braces else []
+    """
+    The source of an f-string joining each field's prefix with its text, the
+    value of the variable named in ``texts``; within ``{}`` when ``braces``.
+    """
+    template = "{{" if braces else ""
     for index, ((_, prefix, _, _), text) in enumerate(zip(fields, texts)):
-        pieces.append(repr(("," if index else "") + prefix))
-        pieces.append(text)
+        if not text.isidentifier():
+            raise ValueError(f"{text!r} is not a variable name")
+        literal = ("," if index else "") + prefix
+        template += literal.replace("{", "{{").replace("}", "}}") + "{" + text + "}"
     if braces:
-        pieces.append("'}'")
-    return "''.join((" + "".join(f"{piece}, " for piece in pieces) + "))"
-
-
-def entity_text_source(fields: Sequence[FieldWriting], values: Sequence[str], braces: bool) -> tuple[str, dict[str, Any]]:
-    """
-    The source of an expression writing ``fields`` (name, prefix, encoder,
-    inline form) from the variables named ``values``, one per field, within
-    ``{}`` when ``braces``; and the names it needs.
-    """
-    texts = [
-        f"'null' if {value} is None else {encoded_value_source(field, index, value)}"
-        for index, (field, value) in enumerate(zip(fields, values))
-    ]
-    return joined_fields_source(fields, texts, braces), field_writing_namespace(fields)
+        template += "}}"
+    return "f" + repr(template)
 
 
 def _compile_fields_encoder(fields: Sequence[FieldWriting], braces: bool) -> Callable[[Mapping[str, Any]], str]:
@@ -319,12 +311,14 @@ def _compile_fields_encoder(fields: Sequence[FieldWriting], braces: bool) -> Cal
     fields costs more than the encoding.  Generated like ``dataclasses``
     generates ``__init__``: names enter the source only through ``repr``.
     """
-    values = [f"value_{index}" for index in range(len(fields))]
-    expression, namespace = entity_text_source(fields, values, braces)
     lines = ["def encode_fields(row):", "    get = row.get"]
-    lines += [f"    {value} = get({name!r})" for value, (name, _, _, _) in zip(values, fields)]
-    lines.append(f"    return {expression}")
-    return define("\n".join(lines), "encode_fields", namespace)
+    texts = []
+    for index, field in enumerate(fields):
+        lines.append(f"    value = get({field[0]!r})")
+        lines.append(f"    text_{index} = 'null' if value is None else {encoded_value_source(field, index, 'value')}")
+        texts.append(f"text_{index}")
+    lines.append(f"    return {joined_fields_source(fields, texts, braces)}")
+    return define("\n".join(lines), "encode_fields", field_writing_namespace(fields))
 
 
 # The key under which a row carries the size of an expanded collection,
