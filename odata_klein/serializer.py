@@ -124,15 +124,17 @@ class ObjectEncoder:
 def _compile_object_encoder(keys: tuple[str, ...]) -> Callable[[Mapping[str, Any]], str]:
     namespace: dict[str, Any] = {"encode_string": encode_string, "encode_json_value": encode_json_value}
     lines = ["def encode_object(value):"]
-    pieces = []
+    template = "{{"
     for index, key in enumerate(keys):
-        lines.append(f"    item_{index} = value[{key!r}]")
-        pieces.append(repr(("{" if index == 0 else ",") + encode_string(key) + ":"))
-        pieces.append(
-            f"'null' if item_{index} is None else encode_string(item_{index}) if type(item_{index}) is str "
-            f"else encode_json_value(item_{index})"
-        )
-    lines.append("    return ''.join((" + "".join(f"{piece}, " for piece in pieces) + "'}'))" if keys else "    return '{}'")
+        item = f"item_{index}"
+        lines += [
+            f"    {item} = value[{key!r}]",
+            f"    {item} = encode_string({item}) if type({item}) is str else 'null' if {item} is None "
+            f"else ('true' if {item} else 'false') if type({item}) is bool else encode_json_value({item})",
+        ]
+        literal = ("," if index else "") + encode_string(key) + ":"
+        template += literal.replace("{", "{{").replace("}", "}}") + "{" + item + "}"
+    lines.append(f"    return f{template + '}}'!r}")
     return define("\n".join(lines), "encode_object", namespace)
 
 

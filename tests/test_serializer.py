@@ -79,11 +79,12 @@ def test_object_encoder_writes_every_key_order_as_the_generic_encoder() -> None:
         {"Overtime": True, "TicketReference": 'say "x"', "WorkLocation": "Büro"},
         {"TicketReference": None, "WorkLocation": None, "Overtime": None},
         {"Nested": {"b": [1, Decimal("0.10")], "c": None}, "Number": 12},
+        {"{braces}": "}{", 'quote " and \\ backslash': True, "tab\t": 0.5},
         {},
         {1: "a number as key"},
     ]
-    encode = ObjectEncoder(max_orders=3)
+    encode = ObjectEncoder(max_orders=4)
     for value in objects * 2:
         assert encode(value) == encode_json_value(value)
     # Beyond max_orders, and for non-text keys, the generic encoder writes them.
-    assert len(encode._by_order) == 3
+    assert len(encode._by_order) == 4
