@@ -5,9 +5,11 @@ Real ClickTime answers over the Internet, each request some tens or hundreds
 of milliseconds late, where the loopback simulator answers at once.  This
 starts the simulator as a separate process, makes it answer every
 TimeEntries request ``--delay`` seconds late (its ``slow`` fault), and reads
-all TimeEntries through the service, following nextLinks, once for each
-``--upstream-pages-ahead`` value given; it prints entities per second, the
-elapsed time and how many upstream requests the read took.
+all TimeEntries straight from the simulator with treq, page after page, as
+``service_throughput.py`` does for (a), then through the service, following
+nextLinks, once for each ``--upstream-pages-ahead`` value given; it prints
+entities per second, the elapsed time and how many upstream requests each
+read took.
 
     python benchmarks/upstream_latency.py [--entries 20000] [--delay 0.1] [--ahead 1 4]
 """
@@ -24,7 +26,7 @@ from typing import Any
 import treq
 from twisted.internet import defer, task
 
-from service_throughput import ADMIN_TOKEN, free_port, read_service, start, stop
+from service_throughput import ADMIN_TOKEN, free_port, read_service, read_upstream, start, stop
 
 
 async def simulator_call(base_url: str, method: str, path: str, body: Any = None) -> Any:
@@ -64,10 +66,20 @@ async def main(reactor: Any, entries: int, delay: float, aheads: list[int]) -> N
     try:
         await simulator_call(base_url, "POST", "faults", {"kind": "slow", "path": "/TimeEntries", "times": None, "delay": delay})
         print(f"{entries:,} time entries, every TimeEntries request answered {delay * 1000:.0f} ms late:")
+        await simulator_call(base_url, "DELETE", "requests")
+        started = time.perf_counter()
+        rows = await read_upstream(base_url)
+        seconds = time.perf_counter() - started
+        upstream = (await simulator_call(base_url, "GET", "requests"))["total"]
+        print(
+            f"  {'(a) straight from the simulator':<34} {rows / seconds:>8,.0f} entities/s, {seconds:.1f} s, "
+            f"{upstream:.0f} upstream requests",
+            flush=True,
+        )
         for ahead in aheads:
             figures = await read_with(base_url, ahead)
             print(
-                f"  --upstream-pages-ahead {ahead}: {figures['rows'] / figures['seconds']:>8,.0f} entities/s, "
+                f"  {f'(b) service, {ahead} upstream pages ahead':<34} {figures['rows'] / figures['seconds']:>8,.0f} entities/s, "
                 f"{figures['seconds']:.1f} s, {figures['pages']:.0f} OData pages, "
                 f"{figures['upstream']:.0f} upstream requests",
                 flush=True,
