@@ -84,13 +84,41 @@ async def test_pages_ahead_stay_within_max_rows() -> None:
 @pytest.mark.parametrize("ahead", [1, 2, 4])
 @pytest_twisted.ensureDeferred
 async def test_answers_shorter_than_asked_skip_and_repeat_nothing(ahead: int) -> None:
-    # ClickTime caps pages below what was asked: the pages asked ahead
-    # assumed full pages, so they are dropped and asked again from where
-    # each answer really ended.
+    # ClickTime caps pages below what was asked: pages go on from where each
+    # answer really ended, in pages of the size ClickTime gives.
     listing = Listing(230, cap=40)
     rows = await read_all(listing, ahead=ahead, page_limit=100)
     assert rows == [str(n) for n in range(230)]
-    assert [offset for offset, _ in listing.asked if offset % 40 == 0] == list(range(0, 230, 40))
+    assert listing.asked == [(0, 100), *((offset, 40) for offset in range(40, 230, 40))]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_list_that_changes_while_pages_are_asked_ahead_is_read_as_answered() -> None:
+    # Rows 150-159 go away, and one comes, after three pages were asked
+    # ahead and before they are answered: every row the list then holds
+    # arrives once, in order, and the shorter count ends the read.
+    listing = Listing(400)
+    pages = iterate_pages(listing.fetch, offset=0, page_limit=100, max_rows=None, reactor_turn=no_turn, ahead=3)
+    first = Deferred.fromCoroutine(pages.__anext__())
+    listing.answer()
+    rows = [row["ID"] for row in (await first).rows]
+    assert len(listing.waiting) == 3
+    del listing.rows[150:160]
+    listing.rows.append({"ID": "late"})
+    async for page in _answered(listing, pages):
+        rows.extend(row["ID"] for row in page.rows)
+    assert rows == [row["ID"] for row in listing.rows]
+
+
+async def _answered(listing: Listing, pages: Any) -> Any:
+    """The rest of ``pages``, answering whatever is in flight whenever the reader waits."""
+    while True:
+        step = Deferred.fromCoroutine(pages.__anext__())
+        listing.answer()
+        try:
+            yield await step
+        except StopAsyncIteration:
+            return
 
 
 @pytest_twisted.ensureDeferred

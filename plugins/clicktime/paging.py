@@ -90,10 +90,11 @@ async def iterate_pages(
     consumer holds a page, and the reactor gets a turn to send new ones
     before the page is handed over.  Pages beyond the first are requested
     ahead only within ClickTime's ``page.count``; without a count, one at a
-    time.  A page shorter than asked for though rows follow (the list changed
-    meanwhile) drops the requests made ahead, whose offsets assumed full
-    pages, and goes on from where that page ended: no row is skipped or
-    repeated on account of reading ahead.
+    time.  A page shorter than asked for though rows follow (ClickTime caps
+    its pages lower, or the list changed meanwhile) drops the requests made
+    ahead, whose offsets assumed full pages, and goes on from where that page
+    ended, asking for pages of the size it got: no row is skipped or repeated
+    on account of reading ahead.
 
     When the consumer stops early (``aclose``, an exception thrown in, or the
     generator being collected) the requests in flight are cancelled and their
@@ -134,6 +135,9 @@ async def iterate_pages(
             if not more or next_asked != following:
                 drop_in_flight()
                 unrequested = following
+            if more and 0 < len(page.rows) < limit:
+                # ClickTime caps its pages below what was asked: ask for that many from now on.
+                page_limit = len(page.rows)
             if more:
                 # Without a count, a page ahead might lie past the end.
                 room = ahead if page.count is not None else 1
