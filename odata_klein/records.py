@@ -175,17 +175,27 @@ class RecordReader:
             return [], f"text_{object_index[what.name]}"
         assert isinstance(what, RecordField)
         index = self._fields.index(what)
-        lookup = "get" if what.parent is None else f"values_{object_index[what.parent]}.get"
-        empty = " or value == ''" if what.empty_is_null else ""
         converted = (
             f"value if type(value) is native_{index} else convert_{index}(value)"
             if what.native is not None
             else f"convert_{index}(value)"
         )
         return [
-            f"        value = {lookup}({what.key!r})",
-            f"        value_{index} = None if value is None{empty} else {converted}",
+            self._reading(what),
+            f"        value_{index} = None if value is None{self._empty(what)} else {converted}",
         ], f"value_{index}"
+
+    def _reading(self, field: RecordField) -> str:
+        """The line setting ``value`` to ``field``'s value in the record (None when missing)."""
+        if field.parent is None:
+            return f"        value = get({field.key!r})"
+        parent = list(self._objects).index(field.parent)
+        return f"        value = values_{parent}.get({field.key!r})"
+
+    @staticmethod
+    def _empty(field: RecordField) -> str:
+        """What, besides None, makes ``value`` null: the source of an ``or`` clause."""
+        return " or value == ''" if field.empty_is_null else ""
 
     def _objects_needed(self, names: Sequence[str]) -> list[str]:
         needed = []
@@ -258,11 +268,9 @@ class RecordReader:
         remembered per writer, that is per response, by the record's text.
         """
         index = self._fields.index(field)
-        object_index = {name: index for index, name in enumerate(self._objects)}
-        lookup = "get" if field.parent is None else f"values_{object_index[field.parent]}.get"
         written = f"written_{position}"
-        empty = " or value == ''" if field.empty_is_null else ""
-        lines = [f"        value = {lookup}({field.key!r})"]
+        empty = self._empty(field)
+        lines = [self._reading(field)]
         if field.native is not None:
             return lines + [
                 f"        if type(value) is native_{index}:",
