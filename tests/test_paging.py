@@ -13,7 +13,7 @@ import pytest
 import pytest_twisted
 from twisted.internet.defer import Deferred
 
-from odata_klein_plugins.clicktime.paging import Envelope, iterate_pages
+from odata_klein_plugins.clicktime.paging import Envelope, Page, iterate_pages
 
 
 class Listing:
@@ -29,6 +29,7 @@ class Listing:
         self.counted = counted
         self.asked: list[tuple[int, int]] = []
         self.waiting: list[tuple[int, int, Deferred[Envelope]]] = []
+        self.answered_at_once: list[int] = []
 
     async def fetch(self, offset: int, limit: int) -> Envelope:
         self.asked.append((offset, limit))
@@ -38,6 +39,7 @@ class Listing:
 
     def answer(self) -> None:
         """Answer every request waiting, in the order they were made."""
+        self.answered_at_once.append(len(self.waiting))
         waiting, self.waiting = self.waiting, []
         for offset, limit, answer in waiting:
             rows = self.rows[offset : offset + min(limit, self.cap)]
@@ -49,20 +51,31 @@ async def no_turn() -> None:
     return None
 
 
+async def answered(listing: Listing, pages: Any) -> Any:
+    """The pages of ``pages``, answering whatever is in flight whenever the reader waits."""
+    while True:
+        step = Deferred.fromCoroutine(pages.__anext__())
+        listing.answer()
+        try:
+            yield await step
+        except StopAsyncIteration:
+            return
+
+
+async def first_page(listing: Listing, ahead: int) -> tuple[Any, Page]:
+    """Pages of 100 rows from the start of ``listing``, and the first of them, answered."""
+    pages = iterate_pages(listing.fetch, offset=0, page_limit=100, max_rows=None, reactor_turn=no_turn, ahead=ahead)
+    first = Deferred.fromCoroutine(pages.__anext__())
+    listing.answer()
+    return pages, await first
+
+
 async def read_all(listing: Listing, *, ahead: int, page_limit: int, max_rows: Optional[int] = None) -> list[Any]:
     """Every row, answering whatever is in flight whenever the reader waits."""
     pages = iterate_pages(
         listing.fetch, offset=0, page_limit=page_limit, max_rows=max_rows, reactor_turn=no_turn, ahead=ahead
     )
-    rows: list[Any] = []
-    while True:
-        step = Deferred.fromCoroutine(pages.__anext__())
-        listing.answer()
-        try:
-            page = await step
-        except StopAsyncIteration:
-            return rows
-        rows.extend(row["ID"] for row in page.rows)
+    return [row["ID"] async for page in answered(listing, pages) for row in page.rows]
 
 
 @pytest_twisted.ensureDeferred
@@ -98,53 +111,30 @@ async def test_a_list_that_changes_while_pages_are_asked_ahead_is_read_as_answer
     # ahead and before they are answered: every row the list then holds
     # arrives once, in order, and the shorter count ends the read.
     listing = Listing(400)
-    pages = iterate_pages(listing.fetch, offset=0, page_limit=100, max_rows=None, reactor_turn=no_turn, ahead=3)
-    first = Deferred.fromCoroutine(pages.__anext__())
-    listing.answer()
-    rows = [row["ID"] for row in (await first).rows]
+    pages, first = await first_page(listing, ahead=3)
+    rows = [row["ID"] for row in first.rows]
     assert len(listing.waiting) == 3
     del listing.rows[150:160]
     listing.rows.append({"ID": "late"})
-    async for page in _answered(listing, pages):
+    async for page in answered(listing, pages):
         rows.extend(row["ID"] for row in page.rows)
     assert rows == [row["ID"] for row in listing.rows]
-
-
-async def _answered(listing: Listing, pages: Any) -> Any:
-    """The rest of ``pages``, answering whatever is in flight whenever the reader waits."""
-    while True:
-        step = Deferred.fromCoroutine(pages.__anext__())
-        listing.answer()
-        try:
-            yield await step
-        except StopAsyncIteration:
-            return
 
 
 @pytest_twisted.ensureDeferred
 async def test_without_a_count_one_page_at_a_time() -> None:
     listing = Listing(250, counted=False)
-    pages = iterate_pages(listing.fetch, offset=0, page_limit=100, max_rows=None, reactor_turn=no_turn, ahead=4)
-    in_flight = []
-    while True:
-        step = Deferred.fromCoroutine(pages.__anext__())
-        in_flight.append(len(listing.waiting))
-        listing.answer()
-        try:
-            await step
-        except StopAsyncIteration:
-            break
-    assert in_flight == [1, 1, 1, 0]
+    rows = await read_all(listing, ahead=4, page_limit=100)
+    assert rows == [str(n) for n in range(250)]
+    assert listing.answered_at_once == [1, 1, 1, 0]
     assert listing.asked == [(0, 100), (100, 100), (200, 100)]
 
 
 @pytest_twisted.ensureDeferred
 async def test_closing_cancels_every_page_in_flight() -> None:
     listing = Listing(1000)
-    pages = iterate_pages(listing.fetch, offset=0, page_limit=100, max_rows=None, reactor_turn=no_turn, ahead=3)
-    first = Deferred.fromCoroutine(pages.__anext__())
-    listing.answer()
-    assert (await first).offset == 0
+    pages, first = await first_page(listing, ahead=3)
+    assert first.offset == 0
     in_flight = [answer for _, _, answer in listing.waiting]
     assert len(in_flight) == 3
     await pages.aclose()
