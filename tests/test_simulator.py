@@ -642,6 +642,22 @@ async def test_requests_are_recorded_by_user_not_token(admin: Api, company: Comp
 
 
 @pytest_twisted.ensureDeferred
+async def test_a_simulator_may_keep_no_record_of_requests(company: Company, pool: HTTPConnectionPool) -> None:
+    from twisted.internet import reactor
+
+    running = await start_simulator(reactor, company, record_requests=False)
+    try:
+        api = Api(running, company.admin_token, pool)
+        assert (await api.get("/Jobs", [("limit", "5")])).status == 200
+        assert running.simulator.requests == []
+        control = await treq.get(running.base_url.removesuffix("/v2") + "/_simulator/requests", pool=pool)
+        assert control.code == 404
+        assert (await control.json()) == {"error": "this simulator does not record requests"}
+    finally:
+        await running.stop()
+
+
+@pytest_twisted.ensureDeferred
 async def test_a_status_fault_can_break_the_third_page(admin: Api) -> None:
     faults = admin.running.faults
     faults.add(FaultRule("status", path=r"/timeentries\b", after=2, status=429, retry_after=7))

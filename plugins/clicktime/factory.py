@@ -92,7 +92,7 @@ class ClickTimeProviderFactory:
             admin_token=_optional(options.get("demo-admin-token")),
             standard_token=_optional(options.get("demo-standard-token")),
         )
-        simulator = await start_simulator(reactor, company, access_log=False)
+        simulator = await start_simulator(reactor, company, access_log=False, record_requests=False)
         client = _client(reactor, simulator.base_url, options)
         provider = _DemoProvider(
             reactor, client, stop_simulator=simulator.stop, reference_ttl=_reference_ttl(options)

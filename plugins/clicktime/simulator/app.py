@@ -858,16 +858,18 @@ class Simulator:
 
     Writes change ``company`` in place; change it only through the API while a simulator
     serves it (the simulator indexes and caches it).  ``faults`` holds the fault rules;
-    ``requests`` lists every API request received; ``clock`` times ``slow`` faults and
-    defaults to the global reactor.
+    ``requests`` lists every API request received, unless ``record_requests`` is false
+    (a demo that runs for months must not keep them all); ``clock`` times ``slow``
+    faults and defaults to the global reactor.
     """
 
-    def __init__(self, company: Company, clock: IReactorTime | None = None) -> None:
+    def __init__(self, company: Company, clock: IReactorTime | None = None, *, record_requests: bool = True) -> None:
         if clock is None:
             from twisted.internet import reactor as clock  # type: ignore[assignment]
         self.company = company
         self.faults = Faults()
         self.requests: list[RecordedRequest] = []
+        self._record_requests = record_requests
         self._clock = clock
         self._store = _Store(company)
         self._encoder = _Encoder(self._store)
@@ -894,7 +896,8 @@ class Simulator:
         target = request.uri.decode("utf-8")
         query = parse_qsl(target.partition("?")[2], keep_blank_values=True)
         caller = self._caller(request)
-        self.requests.append(RecordedRequest(method, path, tuple(query), caller.ID if caller else None))
+        if self._record_requests:
+            self.requests.append(RecordedRequest(method, path, tuple(query), caller.ID if caller else None))
         answer = partial(self._answer, request, method, segments, query, caller)
         rule = self.faults.select(method, target)
         if rule is None:
@@ -1225,6 +1228,8 @@ class Simulator:
                     status, answer = 201, {"rule": rule.to_json()}
             case ["faults"], "DELETE":
                 self.faults.clear()
+            case ["requests"], _ if not self._record_requests:
+                status, answer = 404, {"error": "this simulator does not record requests"}
             case ["requests"], "GET":
                 answer = {"total": len(self.requests), "perPath": dict(self.request_counts())}
             case ["requests"], "DELETE":
@@ -1278,9 +1283,10 @@ async def start_simulator(
     endpoint: str = "tcp:0:interface=127.0.0.1",
     *,
     access_log: bool = True,
+    record_requests: bool = True,
 ) -> RunningSimulator:
     """Serve ``company`` on a Twisted server endpoint string (port 0: any free port)."""
-    simulator = Simulator(company, clock=reactor)  # type: ignore[arg-type]
+    simulator = Simulator(company, clock=reactor, record_requests=record_requests)  # type: ignore[arg-type]
     site = Site(simulator.resource()) if access_log else _QuietSite(simulator.resource())
     port = await serverFromString(reactor, endpoint).listen(site)
     address = port.getHost()
