@@ -8,12 +8,16 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional
 
 import treq
 from twisted.internet import reactor
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import ILogObserver, globalLogPublisher, formatEvent
+from twisted.python.failure import Failure
+from twisted.web.iweb import IRequest
+from twisted.web.resource import IResource, Resource
 from zope.interface import implementer
 
 from odata_klein.service import ODataService
@@ -130,6 +134,65 @@ async def start_stack(
     service = ODataService(provider, page_size=page_size, read_ahead_pages=read_ahead_pages)
     port = reactor.listenTCP(0, service.site(), interface="127.0.0.1")
     return Stack(company, simulator, provider, port, f"http://127.0.0.1:{port.getHost().port}/", service)
+
+
+@dataclass
+class Arrival:
+    token: str
+    params: dict[str, list[str]]
+
+
+class Observed(Resource):
+    """
+    The simulator's resource, watched from the server side: every request as
+    it arrives, how many are in flight per token, and requests whose client
+    went away before the answer.
+    """
+
+    isLeaf = True
+
+    def __init__(self, inner: IResource) -> None:
+        super().__init__()
+        self._inner = inner
+        self.arrivals: list[Arrival] = []
+        self.abandoned: list[Arrival] = []
+        self.in_flight: dict[str, int] = {}
+        self.peak: dict[str, int] = {}
+        self._waiters: list[tuple[Callable[[], bool], Deferred[None]]] = []
+
+    def render(self, request: IRequest) -> Any:
+        authorization = (request.getHeader("authorization") or "").partition(" ")[2]
+        arrival = Arrival(
+            authorization, {k.decode(): [v.decode() for v in vs] for k, vs in request.args.items()}
+        )
+        self.arrivals.append(arrival)
+        self.in_flight[arrival.token] = self.in_flight.get(arrival.token, 0) + 1
+        self.peak[arrival.token] = max(self.peak.get(arrival.token, 0), self.in_flight[arrival.token])
+        request.notifyFinish().addBoth(self._finished, arrival)
+        self._notify()
+        return self._inner.render(request)
+
+    def _finished(self, result: object, arrival: Arrival) -> None:
+        self.in_flight[arrival.token] -= 1
+        if isinstance(result, Failure):
+            self.abandoned.append(arrival)
+        self._notify()
+
+    def until(self, condition: Callable[[], bool], seconds: float = 5.0) -> Deferred[None]:
+        """Fires once ``condition()`` holds (checked as requests come and go); fails after ``seconds``."""
+        waiter: Deferred[None] = Deferred()
+        self._waiters.append((condition, waiter))
+        self._notify()
+        return waiter.addTimeout(seconds, reactor)
+
+    def _notify(self) -> None:
+        for entry in list(self._waiters):
+            condition, waiter = entry
+            if waiter.called:
+                self._waiters.remove(entry)
+            elif condition():
+                self._waiters.remove(entry)
+                waiter.callback(None)
 
 
 @implementer(ILogObserver)
