@@ -11,7 +11,7 @@ nextLinks, once for each ``--upstream-pages-ahead`` value given; it prints
 entities per second, the elapsed time and how many upstream requests each
 read took.
 
-    python benchmarks/upstream_latency.py [--entries 20000] [--delay 0.1] [--ahead 1 4]
+    python benchmarks/upstream_latency.py [--entries 20000] [--delay 0.1] [--ahead 1 4 8]
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--entries", type=int, default=20_000)
     parser.add_argument("--delay", type=float, default=0.1, help="seconds each TimeEntries request is answered late")
-    parser.add_argument("--ahead", type=int, nargs="+", default=[1, 4], help="--upstream-pages-ahead values to read with")
+    parser.add_argument("--ahead", type=int, nargs="+", default=[1, 4, 8], help="--upstream-pages-ahead values to read with")
     arguments = parser.parse_args()
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     task.react(

@@ -10,13 +10,16 @@ import pytest
 import pytest_twisted
 import treq
 from twisted.application.service import IServiceMaker
+from twisted.internet import reactor
 from twisted.plugin import getPlugins
 from twisted.python import usage
+from twisted.web.server import Site
 
-from harness import basic
+from harness import ADMIN_TOKEN, Observed, basic, small_company
 from odata_klein.interfaces import IProviderFactory
 from odata_klein.plugins import provider_factories
 from odata_klein.tap import ODataServerService
+from odata_klein_plugins.clicktime.simulator import FaultRule, Simulator
 
 
 def _installed_editable() -> bool:
@@ -46,19 +49,20 @@ def test_options() -> None:
     )
     assert not options["demo"]
     assert options["read-ahead-pages"] == 8
-    assert options["upstream-pages-ahead"] == 4
+    assert (options["upstream-pages-ahead"], options["upstream-concurrency"]) == (8, 8)
     off = _service_maker().options()
     off.parseOptions(["--read-ahead-pages", "0"])
     assert off["read-ahead-pages"] == 0
     for bad in (
-        ["--page-size", "0"], ["--read-ahead-pages", "-1"], ["--upstream-pages-ahead", "0"], ["--demo-entries", "-1"],
+        ["--page-size", "0"], ["--read-ahead-pages", "-1"], ["--upstream-pages-ahead", "0"], ["--upstream-concurrency", "0"],
+        ["--demo-entries", "-1"],
         ["--no-such-option"],
     ):
         with pytest.raises(usage.UsageError):
             _service_maker().options().parseOptions(bad)
     help_text = str(_service_maker().options())
     for option in (
-        "--listen", "--upstream", "--page-size", "--read-ahead-pages", "--upstream-pages-ahead", "--reference-ttl",
+        "--listen", "--upstream", "--page-size", "--read-ahead-pages", "--upstream-pages-ahead", "--upstream-concurrency", "--reference-ttl",
         "--demo", "--demo-entries", "--demo-admin-token",
     ):
         assert option in help_text
@@ -92,3 +96,38 @@ async def test_demo_serves_a_generated_company(capfd) -> None:
         assert demo.code == 200 and "demo-standard" in await demo.text()
     finally:
         await service.stopService()
+
+
+@pytest.mark.parametrize(
+    ("arguments", "peak"),
+    [
+        # After the first page (which brings the count), the other four at once.
+        ([], 4),
+        (["--upstream-concurrency", "2"], 2),
+        (["--upstream-pages-ahead", "1"], 1),
+    ],
+)
+@pytest_twisted.ensureDeferred
+async def test_upstream_options_bound_the_requests_in_flight(arguments: list[str], peak: int) -> None:
+    simulator = Simulator(small_company(entries=2500), clock=reactor)
+    # Answers come late, so that every request the service makes ahead is in flight at once.
+    simulator.faults.add(FaultRule("slow", path="/v2/TimeEntries", delay=0.05, times=None))
+    observed = Observed(simulator.resource())
+    upstream = reactor.listenTCP(0, Site(observed), interface="127.0.0.1")
+    options = _service_maker().options()
+    options.parseOptions(
+        ["--upstream", f"http://127.0.0.1:{upstream.getHost().port}/v2", "--listen", "tcp:0:interface=127.0.0.1",
+         "--page-size", "2500", *arguments]
+    )
+    service = _service_maker().makeService(options)
+    service.startService()
+    try:
+        root = await service.started()
+        response = await treq.get(root + "TimeEntries", headers={"Authorization": basic(ADMIN_TOKEN)})
+        assert len((await response.json())["value"]) == 2500
+    finally:
+        await service.stopService()
+        await upstream.stopListening()
+    pages = [arrival for arrival in observed.arrivals if arrival.params.get("limit") == ["500"]]
+    assert sorted(int(arrival.params["offset"][0]) for arrival in pages) == [0, 500, 1000, 1500, 2000]
+    assert observed.peak == {ADMIN_TOKEN: peak}

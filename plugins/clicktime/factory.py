@@ -17,7 +17,7 @@ from zope.interface import implementer
 from odata_klein.interfaces import IProviderFactory, RunningProvider
 from odata_klein.tap import whole_number
 
-from .client import ClickTimeClient
+from .client import DEFAULT_CONCURRENCY_PER_TOKEN, DEFAULT_PAGES_AHEAD, ClickTimeClient
 from .provider import BASIC_USER, ClickTimeProvider
 
 DEFAULT_UPSTREAM = "https://api.clicktime.com/v2"
@@ -55,9 +55,16 @@ class ClickTimeProviderFactory:
             whole_number(0),
         ],
         [
-            "upstream-pages-ahead", None, 4,
+            "upstream-pages-ahead", None, DEFAULT_PAGES_AHEAD,
             "How many next ClickTime pages to request while the current one is served, so that "
-            "ClickTime's latency is paid about once per that many pages (1: one page at a time).",
+            "ClickTime's latency is paid about once per that many pages (1: one page at a time; "
+            "at most --upstream-concurrency are in flight).",
+            whole_number(1),
+        ],
+        [
+            "upstream-concurrency", None, DEFAULT_CONCURRENCY_PER_TOKEN,
+            "How many requests one token may have in flight at ClickTime at once, over all of its "
+            "OData requests (pages read ahead included).",
             whole_number(1),
         ],
         [
@@ -112,7 +119,12 @@ class ClickTimeProviderFactory:
 
 
 def _client(reactor: Any, base_url: str, options: Mapping[str, Any]) -> ClickTimeClient:
-    return ClickTimeClient(reactor, base_url, pages_ahead=options.get("upstream-pages-ahead", 4))
+    return ClickTimeClient(
+        reactor,
+        base_url,
+        pages_ahead=options.get("upstream-pages-ahead", DEFAULT_PAGES_AHEAD),
+        max_concurrent_per_token=options.get("upstream-concurrency", DEFAULT_CONCURRENCY_PER_TOKEN),
+    )
 
 
 def _reference_ttl(options: Mapping[str, Any]) -> float:
