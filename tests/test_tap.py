@@ -54,16 +54,15 @@ def test_options() -> None:
     off.parseOptions(["--read-ahead-pages", "0"])
     assert off["read-ahead-pages"] == 0
     for bad in (
-        ["--page-size", "0"], ["--read-ahead-pages", "-1"], ["--upstream-pages-ahead", "0"], ["--upstream-concurrency", "0"],
-        ["--demo-entries", "-1"],
-        ["--no-such-option"],
+        ["--page-size", "0"], ["--read-ahead-pages", "-1"], ["--upstream-pages-ahead", "0"],
+        ["--upstream-concurrency", "0"], ["--demo-entries", "-1"], ["--no-such-option"],
     ):
         with pytest.raises(usage.UsageError):
             _service_maker().options().parseOptions(bad)
     help_text = str(_service_maker().options())
     for option in (
-        "--listen", "--upstream", "--page-size", "--read-ahead-pages", "--upstream-pages-ahead", "--upstream-concurrency", "--reference-ttl",
-        "--demo", "--demo-entries", "--demo-admin-token",
+        "--listen", "--upstream", "--page-size", "--read-ahead-pages", "--upstream-pages-ahead",
+        "--upstream-concurrency", "--reference-ttl", "--demo", "--demo-entries", "--demo-admin-token",
     ):
         assert option in help_text
 
