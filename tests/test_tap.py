@@ -110,7 +110,7 @@ async def test_demo_serves_a_generated_company(capfd) -> None:
 async def test_upstream_options_bound_the_requests_in_flight(arguments: list[str], peak: int) -> None:
     simulator = Simulator(small_company(entries=2500), clock=reactor)
     # Answers come late, so that every request the service makes ahead is in flight at once.
-    simulator.faults.add(FaultRule("slow", path="/v2/TimeEntries", delay=0.05, times=None))
+    simulator.faults.add(FaultRule("slow", path="/v2/TimeEntries", delay=0.2, times=None))
     observed = Observed(simulator.resource())
     upstream = reactor.listenTCP(0, Site(observed), interface="127.0.0.1")
     options = _service_maker().options()
