@@ -50,8 +50,9 @@ from .bound import (
     BoundUnary,
 )
 from .errors import BadRequest, NotImplementedYet
-from .functions import CONSTANT_FUNCTIONS, FUNCTIONS, TYPE_FUNCTIONS, ecmascript_regex
+from .functions import CONSTANT_FUNCTIONS, FUNCTIONS, TYPE_FUNCTIONS
 from .model import INTEGER_TYPES, NUMERIC_TYPES, ComplexType, Edm, EntityType, Model
+from .patterns import ecmascript_regex
 from .values import INT_RANGES, TypeRef, binary_operation, negation, parse_text, payload_text, promote
 
 Structure = Union[EntityType, ComplexType]

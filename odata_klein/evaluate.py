@@ -402,7 +402,8 @@ def _compile_call(expr: BoundCall) -> Compiled:
         return _compile_type_function(expr)
     if name == "case":
         return _compile_case(expr)
-    function = FUNCTIONS[name].implementation
+    entry = FUNCTIONS[name]
+    function = entry.implementation() if entry.per_call_site else entry.implementation
     arguments = [_compile(arg) for arg in expr.args]
     if len(arguments) == 1:
         return _strict_call1(function, arguments[0])

@@ -16,14 +16,13 @@ evaluator themselves.
 from __future__ import annotations
 
 import datetime
-import functools
 import math
-import re
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Any, Callable, Optional, Sequence
 
 from .model import INTEGER_TYPES, NUMERIC_TYPES, Edm
+from .patterns import PatternMatcher
 from .values import DECIMAL_CONTEXT, TypeRef, round_half_away
 
 # --- Signatures ------------------------------------------------------------------
@@ -91,9 +90,17 @@ class Signature:
 
 @dataclass(frozen=True)
 class CanonicalFunction:
+    """
+    With ``per_call_site``, ``implementation`` makes the function: the
+    evaluator calls it once for each call in an expression it compiles, so
+    that the call can keep state for the request (`PatternMatcher` keeps
+    its time budget).
+    """
+
     name: str
     signatures: tuple[Signature, ...]
     implementation: Callable[..., Any]
+    per_call_site: bool = False
 
     def signature_for(self, args: Sequence[TypeRef]) -> Optional[Signature]:
         for signature in self.signatures:
@@ -237,153 +244,6 @@ def toupper(value: Any) -> str:
     return _string(value).upper()
 
 
-def matchespattern(value: Any, pattern: Any) -> bool:
-    return ecmascript_regex(_string(pattern)).search(_string(value)) is not None
-
-
-# --- ECMAScript regular expressions ----------------------------------------------------------
-
-_WORD = "A-Za-z0-9_"
-_ES_SPACE = "\\t\\n\\v\\f\\r \\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000\\ufeff"
-_CLASS_ESCAPES = {"d": "0-9", "w": _WORD, "s": _ES_SPACE}
-_WORD_BOUNDARY = f"(?:(?<=[{_WORD}])(?![{_WORD}])|(?<![{_WORD}])(?=[{_WORD}]))"
-_NOT_WORD_BOUNDARY = f"(?:(?<=[{_WORD}])(?=[{_WORD}])|(?<![{_WORD}])(?![{_WORD}]))"
-_QUANTIFIER_BRACES = re.compile(r"\{[0-9]+(?:,[0-9]*)?\}")
-_GROUP_NAME = re.compile(r"<([A-Za-z_][A-Za-z0-9_]*)>")
-
-
-@functools.lru_cache(maxsize=256)
-def ecmascript_regex(pattern: str) -> re.Pattern[str]:
-    """
-    Python's equivalent of an ECMAScript regular expression without flags
-    (``matchesPattern``).  ECMAScript's ``\\d``, ``\\w`` and ``\\b`` are ASCII
-    and its ``\\s`` is Unicode white space; ``.`` stops at any line terminator;
-    ``$`` matches only at the very end; an escaped letter without meaning is
-    that letter.  Constructs ECMAScript does not have (inline flags,
-    possessive quantifiers, atomic groups) are errors, as they are there.
-    Raises ValueError with a message for a pattern that is not valid.
-    Compiled patterns are memoised: a filter's pattern is compiled once.
-    """
-    out: list[str] = []
-    index, size, in_class = 0, len(pattern), False
-    while index < size:
-        char = pattern[index]
-        if char == "\\":
-            class_escape = pattern[index + 1 : index + 2] in _CLASS_ESCAPES
-            escaped, index = _translate_escape(pattern, index + 1, in_class)
-            out.append(escaped)
-            if in_class and class_escape and pattern.startswith("-", index):
-                # [\w-z] is \w, "-" and "z" in ECMAScript, not a range ending at "z".
-                out.append("\\-")
-                index += 1
-            continue
-        if in_class:
-            if char == "]":
-                in_class = False
-                out.append(char)
-            else:
-                # Escape what Python's sets treat (or will treat) as operators.
-                out.append(re.escape(char) if char in "[&~|" else char)
-            index += 1
-            continue
-        if char == "[":
-            if pattern.startswith("[^]", index):
-                out.append("(?s:.)")
-                index += 3
-            elif pattern.startswith("[]", index):
-                out.append("(?!)")
-                index += 2
-            else:
-                in_class = True
-                negated = pattern.startswith("[^", index)
-                out.append("[^" if negated else "[")
-                index += 2 if negated else 1
-            continue
-        if char == "(" and pattern.startswith("(?", index):
-            group, index = _translate_group(pattern, index)
-            out.append(group)
-            continue
-        braces = _QUANTIFIER_BRACES.match(pattern, index) if char == "{" else None
-        if char in "*+?" or braces is not None:
-            token = braces.group(0) if braces is not None else char
-            index += len(token)
-            if pattern.startswith("?", index):
-                token += "?"
-                index += 1
-            if pattern.startswith("+", index):
-                # Python would read a possessive quantifier; ECMAScript has none.
-                raise ValueError(f"nothing to repeat at position {index}")
-            out.append(token)
-            continue
-        out.append({".": "[^\\n\\r\\u2028\\u2029]", "$": "\\Z"}.get(char, char))
-        index += 1
-    if in_class:
-        raise ValueError("unterminated character class")
-    try:
-        return re.compile("".join(out))
-    except re.error as error:
-        raise ValueError(str(error)) from None
-
-
-def _translate_escape(pattern: str, index: int, in_class: bool) -> tuple[str, int]:
-    """The Python form of the escape whose letter is at ``index``, and the index after it."""
-    if index >= len(pattern):
-        raise ValueError("the pattern ends with a backslash")
-    letter = pattern[index]
-    after = index + 1
-    if letter in _CLASS_ESCAPES:
-        body = _CLASS_ESCAPES[letter]
-        return (body if in_class else f"[{body}]"), after
-    if letter in "DWS":
-        if in_class:
-            raise ValueError(f"\\{letter} inside a character class is not supported")
-        return f"[^{_CLASS_ESCAPES[letter.lower()]}]", after
-    if letter == "b":
-        return ("\\x08" if in_class else _WORD_BOUNDARY), after
-    if letter == "B" and not in_class:
-        return _NOT_WORD_BOUNDARY, after
-    if letter in "tnvfr":
-        return "\\" + letter, after
-    if letter == "0" and not pattern[after : after + 1].isdigit():
-        return "\\x00", after
-    if letter.isdigit():
-        if in_class:
-            raise ValueError("octal escapes are not supported")
-        group = re.match(r"[0-9]+", pattern[index:])
-        assert group is not None
-        return "\\" + group.group(0), index + len(group.group(0))
-    if letter == "c":
-        control = pattern[after : after + 1]
-        if not (control.isascii() and control.isalpha()):
-            raise ValueError("\\c must be followed by a letter")
-        return re.escape(chr(ord(control) % 32)), after + 1
-    if letter in "xu":
-        width = 2 if letter == "x" else 4
-        digits = pattern[after : after + width]
-        if len(digits) != width or not all(c in "0123456789abcdefABCDEF" for c in digits):
-            raise ValueError(f"\\{letter} must be followed by {width} hexadecimal digits")
-        return re.escape(chr(int(digits, 16))), after + width
-    if letter == "k" and not in_class:
-        name = _GROUP_NAME.match(pattern, after)
-        if name is None:
-            raise ValueError("\\k must be followed by <name>")
-        return f"(?P={name.group(1)})", name.end()
-    # Any other escaped character stands for itself.
-    return re.escape(letter), after
-
-
-def _translate_group(pattern: str, index: int) -> tuple[str, int]:
-    """A group opening with ``(?`` at ``index``: lookarounds, non-capturing and named groups."""
-    rest = pattern[index + 2 :]
-    for opener in ("<=", "<!", ":", "=", "!"):
-        if rest.startswith(opener):
-            return "(?" + opener, index + 2 + len(opener)
-    name = _GROUP_NAME.match(rest)
-    if name is not None:
-        return f"(?P<{name.group(1)}>", index + 2 + name.end()
-    raise ValueError(f"invalid group at position {index}")
-
-
 # --- Implementations: dates and times --------------------------------------------------------
 
 
@@ -458,10 +318,13 @@ def _round_float(value: float) -> float:
 
 
 def _function(
-    name: str, implementation: Callable[..., Any], *signatures: tuple[tuple[Param, ...], ResultType]
+    name: str,
+    implementation: Callable[..., Any],
+    *signatures: tuple[tuple[Param, ...], ResultType],
+    per_call_site: bool = False,
 ) -> CanonicalFunction:
     return CanonicalFunction(
-        name, tuple(Signature(params, result) for params, result in signatures), implementation
+        name, tuple(Signature(params, result) for params, result in signatures), implementation, per_call_site
     )
 
 
@@ -492,7 +355,7 @@ FUNCTIONS: dict[str, CanonicalFunction] = {
         ),
         _function("hassubset", hassubset, ((COLLECTION, COLLECTION), _BOOLEAN)),
         _function("hassubsequence", hassubsequence, ((COLLECTION, COLLECTION), _BOOLEAN)),
-        _function("matchespattern", matchespattern, ((STRING, STRING), _BOOLEAN)),
+        _function("matchespattern", PatternMatcher, ((STRING, STRING), _BOOLEAN), per_call_site=True),
         _function("tolower", tolower, ((STRING,), _fixed(Edm.STRING))),
         _function("toupper", toupper, ((STRING,), _fixed(Edm.STRING))),
         _function("trim", trim, ((STRING,), _fixed(Edm.STRING))),

@@ -295,3 +295,15 @@ async def test_bad_filters_are_400_naming_option_and_position(
         assert f"position {position}" in message, message
     for word in words:
         assert word in message, message
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_pattern_that_backtracks_exponentially_is_400_and_the_service_goes_on(stack: Stack) -> None:
+    # Each character matches three ways: 3**n attempts before the missing digit
+    # rules a comment of n characters out (minutes for 20), where it used to
+    # hold the reactor and with it every other request.
+    reply = await stack.get("TimeEntries?" + encoded(r"matchesPattern(Comment,'^(.|.|.)*\d$')"))
+    assert reply.code == 400, reply.body[:500]
+    error = reply.json()["error"]
+    assert error["code"] == "PatternTooCostly" and "matchesPattern" in error["message"], error
+    assert (await stack.get("TimeEntries?$top=1&" + encoded(r"matchesPattern(Comment,'^\w')"))).code == 200
