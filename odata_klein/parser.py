@@ -63,7 +63,7 @@ from decimal import Decimal
 from importlib import resources
 from typing import Callable, Optional, Sequence, Union
 
-from parsimonious.expressions import Expression
+from parsimonious.expressions import Expression, Regex
 from parsimonious.grammar import Grammar
 from parsimonious.nodes import Node
 
@@ -96,7 +96,7 @@ from .syntax import (
     UnaryOp,
 )
 
-__all__ = ["FUNCTION_ARITY", "MAX_DEPTH", "MAX_NESTING", "ODataSyntaxError", "QueryParser"]
+__all__ = ["FUNCTION_ARITY", "MAX_DEPTH", "MAX_DIGITS", "MAX_NESTING", "ODataSyntaxError", "QueryParser"]
 
 
 class ODataSyntaxError(BadRequest):
@@ -120,6 +120,10 @@ class ODataSyntaxError(BadRequest):
 # worst case (a lambda inside a lambda), so this keeps a parse well inside
 # Python's default recursion limit even when the caller's stack is deep.
 MAX_NESTING = 32
+# Digits a number in a URL may have in a row (Edm.Decimal has at most 34
+# significant ones, Edm.Int64 19).
+MAX_DIGITS = 100
+_DIGIT_RUNS = re.compile(r"[0-9]+")
 
 # Long chains of operators need no recursion to parse, but "a add b add ..."
 # or "not not ... x" would make trees too deep for the recursive code that
@@ -296,7 +300,7 @@ class QueryParser:
 
     def __init__(self, cache_size: int = 512) -> None:
         grammar = resources.files("odata_klein").joinpath("odata.peg").read_text(encoding="utf-8")
-        self._grammar = Grammar(grammar)
+        self._grammar = _with_standard_regexes(Grammar(grammar))
         self._cache_size = cache_size
         self._cache: OrderedDict[tuple[str, str], object] = OrderedDict()
 
@@ -901,6 +905,19 @@ class _TreeBuilder:
 
     # --- Literals ------------------------------------------------------------------
 
+    def _digits(self, node: Node, text: Optional[str] = None) -> str:
+        """
+        ``text`` (default: the node's), refused when it has more than
+        `MAX_DIGITS` digits in a row: Python will not make an int of more
+        than 4,300 (the conversion takes quadratic time), nor should the
+        service spend seconds on one, and no value it handles has that many.
+        """
+        text = node.text if text is None else text
+        longest = max((len(run) for run in _DIGIT_RUNS.findall(text)), default=0)
+        if longest > MAX_DIGITS:
+            raise self.error(node.start, f"numbers may have at most {MAX_DIGITS} digits, this one has {longest}")
+        return text
+
     def _literal(self, node: Node, value: object, type_name: Optional[str]) -> Literal:
         return Literal(value, type_name, pos=self.position(node.start))
 
@@ -924,7 +941,7 @@ class _TreeBuilder:
         return self._literal(node, json.loads(node.text), "Edm.String")
 
     def visit_decimalLiteral(self, node: Node) -> Literal:
-        text = node.text
+        text = self._digits(node)
         if text in ("INF", "-INF", "NaN"):
             return self._literal(node, float(text.lower()), "Edm.Double")
         if "e" in text or "E" in text:
@@ -957,7 +974,7 @@ class _TreeBuilder:
 
     def _date(self, node: Node) -> datetime.date:
         match = node.match
-        year = int(match.group("year"))
+        year = int(self._digits(node, match.group("year")))
         if not datetime.MINYEAR <= year <= datetime.MAXYEAR:
             raise self.unsupported(node, f"dates outside the years 1 to 9999 ({node.text})")
         try:
@@ -977,6 +994,7 @@ class _TreeBuilder:
         return datetime.time(int(match.group("hour")), int(match.group("minute")), second, microsecond)
 
     def visit_durationLiteral(self, node: Node) -> Literal:
+        self._digits(node)
         match = node.match
         fraction = match.group("fraction") or ""
         try:
@@ -992,6 +1010,7 @@ class _TreeBuilder:
         return self._literal(node, -value if match.group("sign") else value, "Edm.Duration")
 
     def visit_enumLiteral(self, node: Node) -> EnumLiteral:
+        self._digits(node)
         match = node.match
         members = tuple(
             str(int(member)) if member[0] in "+-0123456789" else member
@@ -1184,13 +1203,13 @@ class _TreeBuilder:
     # --- Simple option values ----------------------------------------------------------
 
     def visit_nonNegativeInteger(self, node: Node) -> int:
-        return int(node.text)
+        return int(self._digits(node))
 
     def visit_indexValue(self, node: Node) -> int:
-        return int(node.text)
+        return int(self._digits(node))
 
     def visit_levelsValue(self, node: Node) -> Union[int, str]:
-        return "max" if node.text.lower() == "max" else int(node.text)
+        return "max" if node.text.lower() == "max" else int(self._digits(node))
 
     def visit_formatValue(self, node: Node) -> str:
         return node.text.lower() if "/" not in node.text else node.text
@@ -1223,6 +1242,42 @@ class _TreeBuilder:
         if len(groups) > 1 or groups[0].expr_name == "functionParameters":
             raise self.unsupported(name, f"calls of functions defined by a model ({name.text})")
         return PathSegment(name.text, key=self.visit_keyPredicate(groups[0]), pos=position)
+
+
+# The flags the grammar's terminals may carry, the same bits in both modules.
+_REGEX_FLAGS = re.IGNORECASE | re.MULTILINE | re.DOTALL | re.VERBOSE | re.ASCII
+
+
+def _with_standard_regexes(grammar: Grammar) -> Grammar:
+    """
+    ``grammar`` with its terminals matched by the standard library's ``re``.
+
+    Parsimonious compiles them with the ``regex`` module, whose ``match``
+    first looks for a literal the pattern requires anywhere after the
+    position: a date literal requires "-", so every number of an ``in`` list
+    was first searched for a "-" up to the end of the URL, and parsing grew
+    with the square of its length (40,000 numbers, a 230 KB list: 4 s, the
+    reactor held all along).  ``re`` tries the match where it stands.  The
+    grammar's patterns mean the same in both (the parser's tests check it).
+    """
+    for expression in grammar_expressions(grammar):
+        if isinstance(expression, Regex):
+            compiled = re.compile(expression.re.pattern, expression.re.flags & _REGEX_FLAGS)
+            expression.re = compiled
+            expression.identity_tuple = (expression.name, compiled)
+    return grammar
+
+
+def grammar_expressions(grammar: Grammar) -> list[Expression]:
+    """Every expression of ``grammar``, rules and the anonymous ones inside them, once each."""
+    found: dict[int, Expression] = {}
+    pending: list[Expression] = list(grammar.values())
+    while pending:
+        expression = pending.pop()
+        if id(expression) not in found:
+            found[id(expression)] = expression
+            pending.extend(getattr(expression, "members", ()))
+    return list(found.values())
 
 
 def _depth(expr: Expr) -> int:

@@ -12,9 +12,18 @@ from typing import Any, Callable
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from parsimonious.expressions import Regex
 
 from odata_klein.errors import BadRequest, ErrorDetail, NotImplementedYet, ODataError
-from odata_klein.parser import FUNCTION_ARITY, MAX_DEPTH, MAX_NESTING, ODataSyntaxError, QueryParser
+from odata_klein.parser import (
+    FUNCTION_ARITY,
+    MAX_DEPTH,
+    MAX_DIGITS,
+    MAX_NESTING,
+    ODataSyntaxError,
+    QueryParser,
+    grammar_expressions,
+)
 from odata_klein.syntax import (
     Alias,
     BinaryOp,
@@ -278,6 +287,47 @@ def test_json_arrays_and_objects(parser: QueryParser) -> None:
 )
 def test_invalid_literals(parser: QueryParser, text: str, message: str) -> None:
     assert syntax_error(lambda: parser.parse_expression(text)).message == message
+
+
+LONG = "1" * 5000  # Python refuses int() of over 4,300 digits
+
+
+@pytest.mark.parametrize(
+    "option, text",
+    [
+        ("$filter", f"Hours lt {LONG}"),
+        ("$filter", f"Hours lt -{LONG}.5"),
+        ("$filter", f"Hours lt 1e{LONG}"),
+        ("$filter", f"Date eq {LONG}-01-01"),
+        ("$filter", f"Hours lt duration'P{LONG}D'"),
+        ("$filter", f"substring(Comment,{LONG}) eq 'x'"),
+        ("$filter", f"Hours in (1,{LONG})"),
+        ("$top", LONG),
+        ("$skip", LONG),
+        ("$expand", f"Job($levels={LONG})"),
+        ("$compute", f"Hours mul {LONG} as X"),
+    ],
+)
+def test_numbers_of_thousands_of_digits_are_400_not_500(parser: QueryParser, option: str, text: str) -> None:
+    error = syntax_error(lambda: parser.parse_query([(option, text)]))
+    assert f"numbers may have at most {MAX_DIGITS} digits, this one has 5000" in error.message
+
+
+def test_a_number_of_the_most_digits_is_read() -> None:
+    digits = "9" * MAX_DIGITS
+    assert QueryParser().parse_expression(digits) == Literal(Decimal(digits), "Edm.Decimal", pos=0)
+    assert QueryParser().parse_query([("$top", digits)]).top == int(digits)
+
+
+def test_keys_of_thousands_of_digits_are_400(parser: QueryParser) -> None:
+    assert "at most" in syntax_error(lambda: parser.parse_path(f"/TimeEntries({LONG})")).message
+
+
+def test_the_grammar_s_terminals_are_matched_by_the_standard_library(parser: QueryParser) -> None:
+    # The regex module's match() scans for a required literal to the end of
+    # the text first, which made long in-lists quadratic to parse.
+    terminals = [e for e in grammar_expressions(parser._grammar) if isinstance(e, Regex)]
+    assert terminals and all(isinstance(e.re, re.Pattern) for e in terminals)
 
 
 def test_dates_outside_python_s_range_are_not_implemented(parser: QueryParser) -> None:
