@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Awaitable, Callable, Optional
 
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import deferLater
 
 from .bound import BoundBinary, BoundExpr, BoundLiteral, BoundProperty, conjunction
 from . import expansion
@@ -23,6 +25,7 @@ from .interfaces import Cursor, IProviderSession, IQueryResult, NavigationSource
 from .model import EntitySet, EntityType, Model, Property
 from .records import RecordReader
 from .serializer import EntityEncoder
+from .slicing import kept
 from .resource import (
     BoundPath,
     CountStep,
@@ -104,10 +107,16 @@ class RowStream:
     """
 
     def __init__(
-        self, result: IQueryResult, row_filter: RowFilter, encoder: Optional[EntityEncoder] = None
+        self,
+        result: IQueryResult,
+        row_filter: RowFilter,
+        encoder: Optional[EntityEncoder] = None,
+        clock: Optional[IReactorTime] = None,
     ) -> None:
+        """With ``clock``, rows are checked in slices with reactor turns between them (`kept`)."""
         self._batches: AsyncIterator[Any] = result.batches()
         self._filter = row_filter
+        self._clock = clock
         self._closed = False
         # Rows are handed out written as JSON text by ``encoder`` when nothing
         # here needs them typed and it writes entities as their properties alone.
@@ -137,14 +146,18 @@ class RowStream:
         pairs = list(zip(rows, batch.cursors))
         row_filter = self._filter
         if row_filter.local is not None:
-            local = row_filter.local
-            pairs = [pair for pair in pairs if local(pair[0])]
+            pairs = await self._kept(pairs, row_filter.local)
         if row_filter.related is not None and pairs:
             if row_filter.fetch_related is not None:
                 await row_filter.fetch_related([row for row, _ in pairs])
-            related = row_filter.related
-            pairs = [pair for pair in pairs if related(pair[0])]
+            pairs = await self._kept(pairs, row_filter.related)
         return pairs
+
+    async def _kept(self, pairs: list[tuple[Row, Cursor]], test: Callable[[Row], bool]) -> list[tuple[Row, Cursor]]:
+        if self._clock is None:
+            return [pair for pair in pairs if test(pair[0])]
+        clock = self._clock
+        return await kept(pairs, lambda pair: test(pair[0]), lambda: deferLater(clock, 0, lambda: None))
 
     def _writer_for(self, reader: RecordReader) -> Callable[[Any], str]:
         # A stream's batches come with one reader: its writer is generated once.
@@ -162,10 +175,18 @@ class RowStream:
 
 
 class Executor:
-    def __init__(self, session: IProviderSession, model: Model, trace: Optional[Trace] = None) -> None:
+    def __init__(
+        self,
+        session: IProviderSession,
+        model: Model,
+        trace: Optional[Trace] = None,
+        clock: Optional[IReactorTime] = None,
+    ) -> None:
+        """``clock``: the reactor, given turns while rows are checked (see `odata_klein.slicing`)."""
         self._session = session
         self._model = model
         self._trace = trace
+        self._clock = clock
 
     async def _query(self, source: CollectionSource, query: ProviderQuery) -> tuple[IQueryResult, RowFilter]:
         result: IQueryResult = await settle(self._session.query(query))
@@ -210,7 +231,7 @@ class Executor:
             parent=source.parent,
         )
         result, row_filter = await self._query(source, query)
-        return RowStream(result, row_filter.also(also), written_by)
+        return RowStream(result, row_filter.also(also), written_by, self._clock)
 
     async def count(
         self,
@@ -228,7 +249,7 @@ class Executor:
             counted = await settle(result.count())
             if counted is not None:
                 return int(counted)
-        stream = RowStream(result, row_filter.also(also))
+        stream = RowStream(result, row_filter.also(also), clock=self._clock)
         total = 0
         try:
             while (pairs := await stream.next()) is not None:

@@ -402,7 +402,7 @@ class ODataService:
         model = await self._model(session)
         aliases = dict(options.aliases)
         bound = bind_path(resource_path, model, aliases)
-        executor = Executor(session, model, exchange.trace)
+        executor = Executor(session, model, exchange.trace, self._clock)
         resolved = await executor.resolve(bound)
         if isinstance(resolved, CountResult):
             accepts_text(options.format, accept)
