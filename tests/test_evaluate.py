@@ -767,6 +767,46 @@ def test_in(tree: syntax.Expr, row: dict[str, Any], expected: bool) -> None:
     assert holds(tree, row) is expected
 
 
+def either(*parts: syntax.Expr) -> syntax.Expr:
+    """``parts[0] or parts[1] or ...``"""
+    tree = parts[0]
+    for part in parts[1:]:
+        tree = op("or", tree, part)
+    return tree
+
+
+@pytest.mark.parametrize(
+    ("row", "expected"),
+    [
+        ({"Comment": "Cheese", "Hours": Decimal(1)}, True),
+        ({"Comment": "cheese", "Hours": Decimal(1)}, False),
+        ({"Comment": None, "Hours": Decimal(1)}, True),  # Comment eq null
+        ({"Comment": "x", "Hours": Decimal("7.0")}, True),  # Hours eq 7, exactly
+        ({"Comment": "x", "Hours": None}, False),  # an order operator with a null operand is false
+        ({"Comment": "x", "Hours": Decimal(9)}, True),
+    ],
+)
+def test_an_or_list_of_equalities_means_what_its_terms_do(row: dict[str, Any], expected: bool) -> None:
+    # Power BI's way of filtering on chosen values, mixed with other terms.
+    tree = either(
+        op("eq", path("Comment"), "Milk"),
+        op("gt", path("Hours"), 8),
+        op("eq", path("Comment"), "Cheese"),
+        op("eq", path("Hours"), 7),
+        op("eq", path("Comment"), NULL),
+        op("eq", path("Hours"), Decimal("0.5")),
+    )
+    assert value(tree, row) is expected
+
+
+def test_a_long_or_list_of_equalities_from_the_parser() -> None:
+    # As Power BI sends a list of chosen values: a balanced tree of 20,000 equalities.
+    tree = QueryParser().parse_filter(" or ".join(f"JobID eq 'job{i:05d}'" for i in range(20_000)))
+    bound = Binder(MODEL, now=NOW).bind_filter(tree, TIME_ENTRY)
+    check = compile_predicate(bound)
+    assert check({"JobID": "job19999"}) and not check({"JobID": "job20000"}) and not check({"JobID": None})
+
+
 def test_in_with_alias_list() -> None:
     aliases = {"jobs": syntax.ListExpr((lit("j1"), lit("j2")))}
     assert holds(syntax.In(path("JobID"), alias("jobs")), {"JobID": "j2"}, aliases=aliases)
