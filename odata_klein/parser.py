@@ -57,6 +57,7 @@ import base64
 import datetime
 import json
 import re
+import threading
 import uuid
 from collections import OrderedDict, defaultdict
 from decimal import Decimal
@@ -295,7 +296,8 @@ class QueryParser:
     One instance serves all requests; it keeps a bounded LRU cache of parsed
     texts (BI tools send the same ``$filter`` for every page), and a cached
     result is returned as the very same object, so callers must not rely on
-    identity to tell requests apart.
+    identity to tell requests apart.  It may be used from several threads at
+    once (the service parses long URLs in a worker thread).
     """
 
     def __init__(self, cache_size: int = 512) -> None:
@@ -303,6 +305,7 @@ class QueryParser:
         self._grammar = _with_standard_regexes(Grammar(grammar))
         self._cache_size = cache_size
         self._cache: OrderedDict[tuple[str, str], object] = OrderedDict()
+        self._cache_lock = threading.Lock()
 
     # --- Query options -------------------------------------------------------
 
@@ -427,15 +430,17 @@ class QueryParser:
         return cached
 
     def _cached(self, key: tuple[str, str]) -> object:
-        found = self._cache.get(key)
-        if found is not None:
-            self._cache.move_to_end(key)
-        return found
+        with self._cache_lock:
+            found = self._cache.get(key)
+            if found is not None:
+                self._cache.move_to_end(key)
+            return found
 
     def _remember(self, key: tuple[str, str], value: object) -> object:
-        self._cache[key] = value
-        if len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
+        with self._cache_lock:
+            self._cache[key] = value
+            if len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
         return value
 
     def _build(self, rule: str, builder: _TreeBuilder) -> object:

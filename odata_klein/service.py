@@ -13,12 +13,13 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Awaitable, Callable, Coroutine, Hashable, Mapping, Optional, Sequence
+from typing import Any, AsyncIterator, Awaitable, Callable, Coroutine, Hashable, Mapping, Optional, Sequence, TypeVar
 from urllib.parse import unquote
 
 from klein import Klein
-from twisted.internet.defer import ensureDeferred
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.defer import DeferredSemaphore, ensureDeferred
+from twisted.internet.interfaces import IReactorThreads, IReactorTime
+from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 from twisted.web.resource import EncodingResourceWrapper, IResource
@@ -81,6 +82,11 @@ from .urls import encode_query, key_predicate
 _log = Logger(namespace="odata_klein.service")
 
 _READ_METHODS = ("GET", "HEAD")
+_T = TypeVar("_T")
+# Paths and queries this long or longer are parsed in a worker thread (about
+# 0.1 s of parsing at worst), at most _PARSING_THREADS of them at once.
+PARSE_IN_THREAD_FROM = 16 * 1024
+_PARSING_THREADS = 2
 # Options that depend on the position in the result: a nextLink rewrites them.
 _PAGING_OPTIONS = frozenset({"skip", "top", "skiptoken"})
 
@@ -277,6 +283,8 @@ class ODataService:
         self._max_page_size = max(max_page_size, page_size)
         self._public_url = public_url.rstrip("/") + "/" if public_url else None
         self._parser = QueryParser()
+        self._threads = clock if IReactorThreads.providedBy(clock) else None
+        self._parsing = DeferredSemaphore(_PARSING_THREADS)
         self._read_aheads: Optional[ReadAheads[_ReadAheadState]] = (
             ReadAheads(clock, max_pages=read_ahead_pages) if read_ahead_pages > 0 else None
         )
@@ -382,7 +390,7 @@ class ODataService:
             )
         credentials = exchange.credentials = credentials_from_header(request.getHeader("authorization"))
         session = self._provider.open_session(credentials, exchange.trace)
-        options, pairs = self._parse_options(raw_query, pairs)
+        options, pairs = await self._off_the_reactor(len(raw_query), self._parse_options, raw_query, pairs)
         path = raw_path.lstrip("/")
         accept = request.getHeader("accept")
         if path == "":
@@ -398,7 +406,7 @@ class ODataService:
             self._check_no_options(options, "$metadata")
             self._send_metadata(exchange, metadata_format, model)
             return
-        resource_path = self._parser.parse_path(raw_path.lstrip("/"))
+        resource_path = await self._off_the_reactor(len(raw_path), self._parser.parse_path, raw_path.lstrip("/"))
         model = await self._model(session)
         aliases = dict(options.aliases)
         bound = bind_path(resource_path, model, aliases)
@@ -441,6 +449,21 @@ class ODataService:
                 return self._parser.parse_query(spaced), spaced
             except BadRequest:
                 raise literal_error
+
+    async def _off_the_reactor(self, size: int, parse: Callable[..., _T], *args: Any) -> _T:
+        """
+        ``parse(*args)``, in a worker thread when the text is ``size`` long or
+        longer than `PARSE_IN_THREAD_FROM`: a URL may be a megabyte long, and
+        parsing one takes seconds that would hold every other request.  Pure
+        Python in a thread still gives the reactor the GIL every few
+        milliseconds.  At most `_PARSING_THREADS` such parses run at once, so
+        the reactor keeps a fair share and its thread pool room for DNS.
+        """
+        if size < PARSE_IN_THREAD_FROM or self._threads is None:
+            return parse(*args)
+        threads = self._threads
+        result: _T = await self._parsing.run(deferToThreadPool, self._clock, threads.getThreadPool(), parse, *args)
+        return result
 
     async def _model(self, session: IProviderSession) -> Model:
         model: Model = await settle(session.model())
