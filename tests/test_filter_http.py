@@ -307,3 +307,16 @@ async def test_a_pattern_that_backtracks_exponentially_is_400_and_the_service_go
     error = reply.json()["error"]
     assert error["code"] == "PatternTooCostly" and "matchesPattern" in error["message"], error
     assert (await stack.get("TimeEntries?$top=1&" + encoded(r"matchesPattern(Comment,'^\w')"))).code == 200
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_long_or_list_of_chosen_values_as_power_bi_sends_it(stack: Stack) -> None:
+    # Over 16 KB: parsed in a worker thread, evaluated as one set lookup.
+    entries = stack.company.time_entries
+    chosen = sorted({e.JobID for e in entries[::7]})
+    unknown = [f"no-such-job-{i:04d}" for i in range(700)]
+    filter_text = " or ".join(f"JobID eq '{job}'" for job in chosen + unknown)
+    assert len(encoded(filter_text)) > 16 * 1024
+    expected = [e.ID for e in entries if e.JobID in chosen]
+    assert 0 < len(expected) < len(entries)
+    assert await filtered_ids(stack, "TimeEntries", encoded(filter_text)) == (expected, len(expected))

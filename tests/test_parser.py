@@ -6,6 +6,7 @@ import datetime
 import re
 import sys
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from typing import Any, Callable
 
@@ -321,6 +322,16 @@ def test_a_number_of_the_most_digits_is_read() -> None:
 
 def test_keys_of_thousands_of_digits_are_400(parser: QueryParser) -> None:
     assert "at most" in syntax_error(lambda: parser.parse_path(f"/TimeEntries({LONG})")).message
+
+
+def test_threads_may_share_a_parser() -> None:
+    # The service parses long URLs in worker threads; the cache is shared.
+    parser = QueryParser(cache_size=8)
+    texts = [f"Hours gt {i} and JobID eq 'j{i % 13}'" for i in range(400)]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        parsed = list(pool.map(parser.parse_filter, texts * 3))
+    reference = QueryParser()
+    assert parsed == [reference.parse_filter(text) for text in texts * 3]
 
 
 def test_the_grammar_s_terminals_are_matched_by_the_standard_library(parser: QueryParser) -> None:
