@@ -390,7 +390,7 @@ class ODataService:
             )
         credentials = exchange.credentials = credentials_from_header(request.getHeader("authorization"))
         session = self._provider.open_session(credentials, exchange.trace)
-        options, pairs = await self._off_the_reactor(len(raw_query), self._parse_options, raw_query, pairs)
+        options, pairs = await self._off_the_reactor(len(raw_query), lambda: self._parse_options(raw_query, pairs))
         path = raw_path.lstrip("/")
         accept = request.getHeader("accept")
         if path == "":
@@ -406,7 +406,7 @@ class ODataService:
             self._check_no_options(options, "$metadata")
             self._send_metadata(exchange, metadata_format, model)
             return
-        resource_path = await self._off_the_reactor(len(raw_path), self._parser.parse_path, raw_path.lstrip("/"))
+        resource_path = await self._off_the_reactor(len(raw_path), lambda: self._parser.parse_path(raw_path.lstrip("/")))
         model = await self._model(session)
         aliases = dict(options.aliases)
         bound = bind_path(resource_path, model, aliases)
@@ -450,19 +450,20 @@ class ODataService:
             except BadRequest:
                 raise literal_error
 
-    async def _off_the_reactor(self, size: int, parse: Callable[..., _T], *args: Any) -> _T:
+    async def _off_the_reactor(self, size: int, work: Callable[[], _T]) -> _T:
         """
-        ``parse(*args)``, in a worker thread when the text is ``size`` long or
-        longer than `PARSE_IN_THREAD_FROM`: a URL may be a megabyte long, and
-        parsing one takes seconds that would hold every other request.  Pure
-        Python in a thread still gives the reactor the GIL every few
-        milliseconds.  At most `_PARSING_THREADS` such parses run at once, so
-        the reactor keeps a fair share and its thread pool room for DNS.
+        ``work()`` (parsing or binding a URL's text), in a worker thread
+        when the text is ``size`` long, `PARSE_IN_THREAD_FROM` or longer: a URL
+        may be a megabyte long, and parsing one takes seconds that would hold
+        every other request.  Pure Python in a thread still gives the reactor
+        the GIL every few milliseconds.  At most `_PARSING_THREADS` such jobs
+        run at once, so the reactor keeps a fair share and its thread pool
+        room for DNS.
         """
         if size < PARSE_IN_THREAD_FROM or self._threads is None:
-            return parse(*args)
+            return work()
         threads = self._threads
-        result: _T = await self._parsing.run(deferToThreadPool, self._clock, threads.getThreadPool(), parse, *args)
+        result: _T = await self._parsing.run(deferToThreadPool, self._clock, threads.getThreadPool(), work)
         return result
 
     async def _model(self, session: IProviderSession) -> Model:
@@ -530,6 +531,7 @@ class ODataService:
 
     async def _bind_filter(
         self,
+        exchange: _Exchange,
         executor: Executor,
         model: Model,
         entity_type: EntityType,
@@ -540,7 +542,12 @@ class ODataService:
             return None
         aliases = dict(options.aliases)
         expr = await resolve_root_paths(options.filter, executor, model, aliases, "$filter")
-        return Binder(model).bind_filter(expr, entity_type, aliases, computed=computed)
+        # Binding a filter takes about a second per megabyte of URL: as long as parsing does.
+        binder = Binder(model)
+        bound: BoundExpr = await self._off_the_reactor(
+            len(exchange.request.uri), lambda: binder.bind_filter(expr, entity_type, aliases, computed=computed)
+        )
+        return bound
 
     def _context(self, exchange: _Exchange, fmt: JsonFormat, fragment: str) -> Optional[str]:
         if fmt.metadata == "none":
@@ -603,7 +610,7 @@ class ODataService:
         entity_set, entity_type = source.entity_set, source.entity_type
         shape = self._shape(exchange, model, entity_set, entity_type, options, fmt)
         ordering = self._ordering(model, entity_set, entity_type, options, shape)
-        user_filter = await self._bind_filter(executor, model, entity_type, options, shape.computed)
+        user_filter = await self._bind_filter(exchange, executor, model, entity_type, options, shape.computed)
         search = compile_search(options.search, entity_type) if options.search is not None else None
         preferences = parse_prefer(request.getHeader("prefer"))
         if ordering is not None and options.skiptoken is not None:
@@ -835,7 +842,7 @@ class ODataService:
         self._check_supported(options)
         entity_type = resolved.source.entity_type
         computed, _ = self._computed(model, entity_type, options)
-        user_filter = await self._bind_filter(executor, model, entity_type, options, computed)
+        user_filter = await self._bind_filter(exchange, executor, model, entity_type, options, computed)
         search = compile_search(options.search, entity_type) if options.search is not None else None
         total = await executor.count(resolved.source, user_filter, search)
         request = exchange.request
