@@ -48,6 +48,7 @@ from .bound import (
     BoundLiteral,
     BoundProperty,
     BoundUnary,
+    operands,
 )
 from .errors import BadRequest, NotImplementedYet
 from .functions import CONSTANT_FUNCTIONS, FUNCTIONS, TYPE_FUNCTIONS
@@ -58,6 +59,9 @@ from .values import INT_RANGES, TypeRef, binary_operation, negation, parse_text,
 Structure = Union[EntityType, ComplexType]
 
 _NOTHING: Mapping[str, Any] = MappingProxyType({})
+# Terms of computed properties one binder writes out where their aliases are
+# used (see `Binder._inline`): far beyond any use that is not an attack.
+MAX_INLINED_TERMS = 10_000
 _BOOLEAN = Edm.BOOLEAN.value
 _UNTYPED = Edm.UNTYPED.value
 _COMPARISONS = frozenset({"eq", "ne", "gt", "ge", "lt", "le"})
@@ -159,6 +163,9 @@ class Binder:
     def __init__(self, model: Model, *, now: Optional[datetime.datetime] = None) -> None:
         self._model = model
         self._now = now if now is not None else datetime.datetime.now(datetime.timezone.utc)
+        # Terms of $compute expressions inlined where their aliases are used, and memo of their sizes.
+        self._inlined_terms = 0
+        self._terms: dict[int, int] = {}
 
     def bind_filter(
         self,
@@ -244,6 +251,31 @@ class Binder:
     def _structure(self, type_name: str) -> Optional[Structure]:
         return self._model.entity_type(type_name) or self._model.complex_type(type_name)
 
+    def _inline(self, computed: BoundExpr, name: str, path: syntax.Path, ctx: _Context) -> BoundExpr:
+        """
+        A computed property's expression, where its alias is used.  Each use
+        is evaluated anew, so ``$compute=concat(C,C) as A1,concat(A1,A1) as
+        A2,...`` doubles the work and the text with every alias: thirty of them
+        would take a billion terms per row and as many copies of the comment.
+        A binder inlines at most `MAX_INLINED_TERMS` terms in all.
+        """
+        self._inlined_terms += self._terms_of(computed)
+        if self._inlined_terms > MAX_INLINED_TERMS:
+            raise _error(
+                ctx.option,
+                path.pos,
+                f"computed properties used here ({name} and those before) stand for more than "
+                f"{MAX_INLINED_TERMS:,} terms in all; use each fewer times",
+            )
+        return computed
+
+    def _terms_of(self, expr: BoundExpr) -> int:
+        """How many terms ``expr`` has written out, shared parts counted each time they occur."""
+        known = self._terms.get(id(expr))
+        if known is None:
+            known = self._terms[id(expr)] = 1 + sum(self._terms_of(part) for part in operands(expr))
+        return known
+
     def _bind_path(self, path: syntax.Path, ctx: _Context) -> BoundExpr:
         segments = list(path.segments)
         root = path.root
@@ -251,7 +283,7 @@ class Binder:
             # A lambda variable takes precedence over a property of the same name.
             root = segments.pop(0).name
         if root is None and len(segments) == 1 and segments[0].name in ctx.computed:
-            return ctx.computed[segments[0].name]
+            return self._inline(ctx.computed[segments[0].name], segments[0].name, path, ctx)
         if root == "$root" or (root is not None and root.startswith("@")):
             raise NotImplementedYet(
                 f"{ctx.option} at position {path.pos}: paths into {root} are not supported", target=ctx.option

@@ -90,6 +90,21 @@ BoundExpr = Union[
 ]
 
 
+def operands(expr: BoundExpr) -> tuple[BoundExpr, ...]:
+    """The expressions directly under ``expr``."""
+    if isinstance(expr, BoundBinary):
+        return (expr.left, expr.right)
+    if isinstance(expr, BoundUnary):
+        return (expr.operand,)
+    if isinstance(expr, BoundIn):
+        return (expr.operand, *expr.values)
+    if isinstance(expr, BoundCall):
+        return expr.args
+    if isinstance(expr, BoundLambda):
+        return (expr.collection,) if expr.predicate is None else (expr.collection, expr.predicate)
+    return ()
+
+
 def conjuncts(expr: Optional[BoundExpr]) -> list[BoundExpr]:
     """Split ``a and (b and c)`` into ``[a, b, c]``; None gives ``[]``."""
     if expr is None:

@@ -130,8 +130,15 @@ def _find(items: list[Any], part: list[Any]) -> int:
     return -1
 
 
+# The longest text or collection concat makes; longer is undefined (null),
+# as an overflow is.  Without a bound, nested concats can ask for gigabytes.
+MAX_CONCAT_LENGTH = 1 << 20
+
+
 def concat(left: Any, right: Any) -> Any:
     if _both(left, right, str) or _both(left, right, list):
+        if len(left) + len(right) > MAX_CONCAT_LENGTH:
+            raise ValueError(f"concat would make more than {MAX_CONCAT_LENGTH:,} characters or items")
         return left + right
     raise TypeError("concat needs two strings or two collections")
 

@@ -21,6 +21,7 @@ from odata_klein import syntax
 from odata_klein.binder import Binder
 from odata_klein.bound import BoundBinary, BoundCall, BoundLiteral, BoundProperty
 from odata_klein.evaluate import compile_expression, compile_predicate
+from odata_klein.functions import MAX_CONCAT_LENGTH
 from odata_klein.parser import QueryParser
 from test_binder import (
     MODEL,
@@ -1085,3 +1086,9 @@ def test_parsed_aliases() -> None:
     assert options.filter is not None
     assert holds(options.filter, ENTRY, aliases=dict(options.aliases))
     assert not holds(options.filter, {**ENTRY, "JobID": "j9"}, aliases=dict(options.aliases))
+
+
+def test_concat_beyond_a_mebibyte_is_null_as_an_overflow_is() -> None:
+    half = "x" * (MAX_CONCAT_LENGTH // 2)
+    assert value(call("concat", path("Comment"), path("JobID")), {"Comment": half, "JobID": half}) == half * 2
+    assert value(call("concat", path("Comment"), path("JobID")), {"Comment": half, "JobID": half + "y"}) is None

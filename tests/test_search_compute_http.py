@@ -79,3 +79,27 @@ async def test_compute_errors(stack: Stack) -> None:
     for url in ("TimeEntries?$compute=Hours add 1 as Hours", "TimeEntries?$compute=Nope add 1 as X"):
         reply = await stack.get(q(url))
         assert reply.code == 400 and reply.json()["error"]["target"] == "$compute"
+
+
+def doubling(levels: int) -> str:
+    """$compute aliases each twice the one before: A0 is Comment twice, A1 four times..."""
+    items = ["concat(Comment,Comment) as A0"] + [f"concat(A{i - 1},A{i - 1}) as A{i}" for i in range(1, levels)]
+    return ",".join(items)
+
+
+@pytest_twisted.ensureDeferred
+async def test_computed_properties_may_build_on_each_other(stack: Stack) -> None:
+    entry = next(e for e in stack.company.time_entries if e.Comment)
+    url = q(f"TimeEntries('{entry.ID}')?$compute={doubling(4)}&$select=A3")
+    reply = await stack.get(url)
+    assert reply.code == 200, reply.body[:300]
+    assert reply.json()["A3"] == entry.Comment * 16
+
+
+@pytest_twisted.ensureDeferred
+async def test_computed_properties_that_double_thirty_times_are_refused(stack: Stack) -> None:
+    # Two to the thirtieth copies of a comment per row: the service would run out of memory.
+    reply = await stack.get(q(f"TimeEntries?$top=1&$compute={doubling(30)}&$select=ID,A29"))
+    assert reply.code == 400, reply.body[:300]
+    error = reply.json()["error"]
+    assert error["target"] == "$compute" and "10,000 terms" in error["message"], error
