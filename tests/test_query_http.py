@@ -76,6 +76,17 @@ async def test_orderby_sorts_the_whole_result(stack: Stack) -> None:
 
 
 @pytest_twisted.ensureDeferred
+async def test_orderby_of_more_than_32_items_is_400(stack: Stack) -> None:
+    items = ["Hours desc", "Date", "ID"] * 10 + ["Comment", "JobID"]
+    assert (await stack.get(q("TimeEntries?$top=1&$orderby=" + ",".join(items)))).code == 200
+    reply = await stack.get(q("TimeEntries?$top=1&$orderby=" + ",".join(items + ["TaskID"])))
+    assert reply.code == 400
+    assert reply.json()["error"] == {
+        "code": "BadRequest", "message": "$orderby may name at most 32 items, not 33", "target": "$orderby", "details": [],
+    }
+
+
+@pytest_twisted.ensureDeferred
 async def test_orderby_through_navigation(stack: Stack) -> None:
     jobs = {job.ID: job.Name for job in stack.company.jobs}
     rows = await all_rows(stack, "TimeEntries?$orderby=Job/Name,ID&$select=ID,JobID")
