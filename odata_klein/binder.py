@@ -62,6 +62,9 @@ _NOTHING: Mapping[str, Any] = MappingProxyType({})
 # Terms of computed properties one binder writes out where their aliases are
 # used (see `Binder._inline`): far beyond any use that is not an attack.
 MAX_INLINED_TERMS = 10_000
+# Lambdas within lambdas: seven over a timesheet's entries took longer than
+# anyone waits, with the reactor held for all of it.
+MAX_LAMBDA_NESTING = 2
 _BOOLEAN = Edm.BOOLEAN.value
 _UNTYPED = Edm.UNTYPED.value
 _COMPARISONS = frozenset({"eq", "ne", "gt", "ge", "lt", "le"})
@@ -610,6 +613,11 @@ class Binder:
             if node.kind == "all":
                 raise _error(ctx.option, node.pos, "all() needs a lambda variable and a predicate")
             return BoundLambda(collection, "any", None, None)
+        if len(ctx.variables) >= MAX_LAMBDA_NESTING:
+            # Each level multiplies the work per row by the size of a collection.
+            raise _error(
+                ctx.option, node.pos, f"any() and all() may be nested at most {MAX_LAMBDA_NESTING} deep"
+            )
         element = TypeRef(collection.type)
         variables = dict(ctx.variables)
         variables[node.variable] = _Variable(element, self._structure(collection.type))

@@ -153,7 +153,9 @@ class RowStream:
             pairs = await self._kept(pairs, row_filter.related)
         return pairs
 
-    async def _kept(self, pairs: list[tuple[Row, Cursor]], test: Callable[[Row], bool]) -> list[tuple[Row, Cursor]]:
+    async def _kept(
+        self, pairs: list[tuple[Row, Cursor]], test: Callable[[Row], bool]
+    ) -> list[tuple[Row, Cursor]]:
         if self._clock is None:
             return [pair for pair in pairs if test(pair[0])]
         clock = self._clock

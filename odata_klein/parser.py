@@ -920,7 +920,9 @@ class _TreeBuilder:
         text = node.text if text is None else text
         longest = max((len(run) for run in _DIGIT_RUNS.findall(text)), default=0)
         if longest > MAX_DIGITS:
-            raise self.error(node.start, f"numbers may have at most {MAX_DIGITS} digits, this one has {longest}")
+            raise self.error(
+                node.start, f"numbers may have at most {MAX_DIGITS} digits, this one has {longest}"
+            )
         return text
 
     def _literal(self, node: Node, value: object, type_name: Optional[str]) -> Literal:

@@ -13,7 +13,18 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Awaitable, Callable, Coroutine, Hashable, Mapping, Optional, Sequence, TypeVar
+from typing import (
+    Any,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Hashable,
+    Mapping,
+    Optional,
+    Sequence,
+    TypeVar,
+)
 from urllib.parse import unquote
 
 from klein import Klein
@@ -392,7 +403,9 @@ class ODataService:
             )
         credentials = exchange.credentials = credentials_from_header(request.getHeader("authorization"))
         session = self._provider.open_session(credentials, exchange.trace)
-        options, pairs = await self._off_the_reactor(len(raw_query), lambda: self._parse_options(raw_query, pairs))
+        options, pairs = await self._off_the_reactor(
+            len(raw_query), lambda: self._parse_options(raw_query, pairs)
+        )
         path = raw_path.lstrip("/")
         accept = request.getHeader("accept")
         if path == "":
@@ -408,7 +421,9 @@ class ODataService:
             self._check_no_options(options, "$metadata")
             self._send_metadata(exchange, metadata_format, model)
             return
-        resource_path = await self._off_the_reactor(len(raw_path), lambda: self._parser.parse_path(raw_path.lstrip("/")))
+        resource_path = await self._off_the_reactor(
+            len(raw_path), lambda: self._parser.parse_path(raw_path.lstrip("/"))
+        )
         model = await self._model(session)
         aliases = dict(options.aliases)
         bound = bind_path(resource_path, model, aliases)
@@ -586,7 +601,8 @@ class ODataService:
         if len(options.orderby) > MAX_ORDERBY_ITEMS:
             # Every item is evaluated for every row and compared in every step of the sort.
             raise BadRequest(
-                f"$orderby may name at most {MAX_ORDERBY_ITEMS} items, not {len(options.orderby)}", target="$orderby"
+                f"$orderby may name at most {MAX_ORDERBY_ITEMS} items, not {len(options.orderby)}",
+                target="$orderby",
             )
         binder = Binder(model)
         items = [

@@ -1075,3 +1075,12 @@ def test_power_bi_date_filter_through_the_parser() -> None:
         BoundBinary("lt", DATE, BoundLiteral(datetime.date(2026, 2, 10), "Edm.Date"), BOOL),
         BOOL,
     )
+
+
+def test_lambdas_nest_two_deep_at_most() -> None:
+    # A timesheet's entries, and for each of them all of them again: allowed.
+    two = any_("TimeEntries", "a", any_("TimeEntries", "b", op("gt", path("b/Hours"), path("a/Hours"))))
+    assert isinstance(bind(two, TIMESHEET), BoundLambda)
+    innermost = any_("TimeEntries", "c", op("gt", path("c/Hours"), 1), pos=40)
+    three = any_("TimeEntries", "a", any_("TimeEntries", "b", innermost))
+    assert bad(three, TIMESHEET) == "$filter at position 40: any() and all() may be nested at most 2 deep"
