@@ -11,6 +11,7 @@ client takes a cut-off result for a complete one.
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import dataclass, field
 from typing import (
@@ -29,7 +30,7 @@ from urllib.parse import unquote
 
 from klein import Klein
 from twisted.internet.defer import DeferredSemaphore, ensureDeferred
-from twisted.internet.interfaces import IReactorThreads, IReactorTime
+from twisted.internet.interfaces import IReactorThreads, IReactorTime, ITCPTransport
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest
@@ -933,9 +934,51 @@ class ODataService:
 MAX_REQUEST_HEAD = 1024 * 1024
 
 
+# How long a connection whose request was refused as too long may go on
+# sending before it is closed.
+_DRAIN_SECONDS = 15
+
+
 class _ODataChannel(HTTPChannel):
     MAX_LENGTH = MAX_REQUEST_HEAD
     totalHeadersSize = MAX_REQUEST_HEAD
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        """
+        A request line or header line longer than `MAX_REQUEST_HEAD`: Twisted
+        would close the connection without a word.  Answer as for any error
+        (414 for a URL, 431 for a header), then stop writing and drop what
+        else comes: a client still sending would otherwise meet a reset, and
+        lose the answer with it.
+        """
+        if _REQUEST_LINE_START.match(line):
+            status, reason, code = 414, "URI Too Long", "URITooLong"
+            what = "the URL is"
+        else:
+            status, reason, code = 431, "Request Header Fields Too Large", "RequestHeaderFieldsTooLarge"
+            what = "a request header is"
+        error = ODataError(f"{what} longer than {MAX_REQUEST_HEAD:,} bytes", code=code)
+        body = json.dumps(error.to_json()).encode("utf-8")
+        head = (
+            f"HTTP/1.1 {status} {reason}\r\n{ODATA_VERSION_HEADER}: {ODATA_VERSION}\r\n"
+            f"Content-Type: application/json;charset=utf-8\r\nContent-Length: {len(body)}\r\n"
+            "Connection: close\r\n\r\n"
+        )
+        self.transport.write(head.encode("ascii") + body)
+        self.dataReceived = _drop  # type: ignore[method-assign]
+        if ITCPTransport.providedBy(self.transport):
+            self.transport.loseWriteConnection()
+            self.setTimeout(_DRAIN_SECONDS)
+        else:
+            self.transport.loseConnection()
+
+
+def _drop(data: bytes) -> None:
+    """What a refused connection does with what it is still sent."""
+
+
+# The start of a request line: its method and a space.
+_REQUEST_LINE_START = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+ ")
 
 
 class _Root(Resource):

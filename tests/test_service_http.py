@@ -17,7 +17,7 @@ from twisted.internet import reactor, threads
 from twisted.web.client import Agent
 from twisted.web.http_headers import Headers
 
-from odata_klein.service import ODataService
+from odata_klein.service import MAX_REQUEST_HEAD, ODataService
 from odata_klein_console import console_resource
 from csdl_validation import validate_json, validate_xml_40, validate_xml_401
 from harness import ADMIN_TOKEN, POWER_BI_HEADERS, STANDARD_TOKEN, LogCapture, Stack, basic, records_of, start_stack
@@ -59,27 +59,55 @@ async def test_service_document(stack: Stack) -> None:
     assert all(entry["kind"] == "EntitySet" for entry in body["value"])
 
 
-@pytest_twisted.ensureDeferred
-async def test_exactly_one_odata_version_header_spelled_right(stack: Stack) -> None:
-    """Power BI reads the raw header: one OData-Version, spelled as the spec spells it."""
+async def raw_exchange(stack: Stack, request: bytes) -> bytes:
+    """Everything the service answers to ``request`` on a connection of its own (in a thread: the socket blocks)."""
     port = stack.port.getHost().port
 
-    def raw_exchange() -> bytes:
+    def exchange() -> bytes:
         with socket.create_connection(("127.0.0.1", port)) as connection:
-            connection.sendall(
-                b"GET /$metadata HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
-                + f"Authorization: {basic(ADMIN_TOKEN)}\r\n\r\n".encode()
-            )
+            connection.sendall(request)
             chunks = []
             while chunk := connection.recv(65536):
                 chunks.append(chunk)
             return b"".join(chunks)
 
-    head = (await threads.deferToThread(raw_exchange)).split(b"\r\n\r\n")[0]
+    answer: bytes = await threads.deferToThread(exchange)
+    return answer
+
+
+@pytest_twisted.ensureDeferred
+async def test_exactly_one_odata_version_header_spelled_right(stack: Stack) -> None:
+    """Power BI reads the raw header: one OData-Version, spelled as the spec spells it."""
+    request = (
+        b"GET /$metadata HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+        + f"Authorization: {basic(ADMIN_TOKEN)}\r\n\r\n".encode()
+    )
+    head = (await raw_exchange(stack, request)).split(b"\r\n\r\n")[0]
     lines = head.split(b"\r\n")
     assert lines[0] == b"HTTP/1.1 200 OK"
     version_lines = [line for line in lines if line.lower().startswith(b"odata-version")]
     assert version_lines == [b"OData-Version: 4.0"]
+
+
+@pytest_twisted.ensureDeferred
+@pytest.mark.parametrize(
+    "head, status, code",
+    [
+        (b"GET /TimeEntries?$filter=" + b"x" * MAX_REQUEST_HEAD, b"414 URI Too Long", "URITooLong"),
+        (b"GET /TimeEntries HTTP/1.1\r\nX-Big: " + b"y" * MAX_REQUEST_HEAD, b"431 Request Header Fields Too Large",
+         "RequestHeaderFieldsTooLarge"),
+    ],
+)
+async def test_a_request_head_over_the_limit_gets_an_odata_error(
+    stack: Stack, head: bytes, status: bytes, code: str
+) -> None:
+    # The client is still sending when the answer comes: it must not be lost to a reset.
+    answer = await raw_exchange(stack, head + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    response_head, _, body = answer.partition(b"\r\n\r\n")
+    assert response_head.split(b"\r\n")[0] == b"HTTP/1.1 " + status
+    assert b"OData-Version: 4.0" in response_head.split(b"\r\n")
+    assert json.loads(body)["error"]["code"] == code
+    assert (await stack.get("Divisions")).code == 200
 
 
 @pytest_twisted.ensureDeferred
