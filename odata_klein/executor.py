@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any, AsyncIterator, Awaitable, Callable, Optional
 
 from twisted.internet.interfaces import IReactorTime
-from twisted.internet.task import deferLater
 
 from .bound import BoundBinary, BoundExpr, BoundLiteral, BoundProperty, conjunction
 from . import expansion
@@ -25,7 +24,7 @@ from .interfaces import Cursor, IProviderSession, IQueryResult, NavigationSource
 from .model import EntitySet, EntityType, Model, Property
 from .records import RecordReader
 from .serializer import EntityEncoder
-from .slicing import kept
+from .slicing import kept, reactor_turns
 from .resource import (
     BoundPath,
     CountStep,
@@ -158,8 +157,7 @@ class RowStream:
     ) -> list[tuple[Row, Cursor]]:
         if self._clock is None:
             return [pair for pair in pairs if test(pair[0])]
-        clock = self._clock
-        return await kept(pairs, lambda pair: test(pair[0]), lambda: deferLater(clock, 0, lambda: None))
+        return await kept(pairs, lambda pair: test(pair[0]), reactor_turns(self._clock))
 
     def _writer_for(self, reader: RecordReader) -> Callable[[Any], str]:
         # A stream's batches come with one reader: its writer is generated once.

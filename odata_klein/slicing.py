@@ -17,6 +17,10 @@ from __future__ import annotations
 import time
 from typing import Awaitable, Callable, Iterable, TypeVar
 
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import deferLater
+
 _T = TypeVar("_T")
 
 SLICE_SECONDS = 0.01
@@ -41,4 +45,9 @@ async def kept(
     return result
 
 
-__all__ = ["SLICE_SECONDS", "kept"]
+def reactor_turns(clock: IReactorTime) -> Callable[[], Deferred[None]]:
+    """The ``turn`` for `kept`: a call that waits until ``clock`` has run once more."""
+    return lambda: deferLater(clock, 0, lambda: None)
+
+
+__all__ = ["SLICE_SECONDS", "kept", "reactor_turns"]

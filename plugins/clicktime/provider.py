@@ -45,6 +45,7 @@ from odata_klein.interfaces import (
 )
 from odata_klein.model import Model
 from odata_klein.records import RecordReader
+from odata_klein.slicing import kept, reactor_turns
 
 from .client import ClickTimeClient
 from .paging import Page
@@ -141,6 +142,7 @@ class ClickTimeProvider:
         filter itself, without copies (tests compare both).
         """
         self._client = client
+        self._clock = clock
         self._callers: ExpiringCache[bytes, Caller] = ExpiringCache(clock, caller_ttl, caller_capacity)
         self._references = ReferenceCache(
             clock, ttl=reference_ttl, capacity=reference_capacity, max_rows=reference_max_rows
@@ -149,7 +151,13 @@ class ClickTimeProvider:
 
     def open_session(self, credentials: Optional[Credentials], trace: Trace) -> "ClickTimeSession":
         return ClickTimeSession(
-            self._client, self._callers, self._references, token_from(credentials), trace, pushdown=self._pushdown
+            self._client,
+            self._callers,
+            self._references,
+            token_from(credentials),
+            trace,
+            self._clock,
+            pushdown=self._pushdown,
         )
 
     def close(self) -> Deferred[None]:
@@ -165,10 +173,13 @@ class ClickTimeSession:
         references: ReferenceCache,
         token: str,
         trace: Trace,
+        clock: IReactorTime,
         *,
         pushdown: bool = True,
     ) -> None:
+        """``clock``: the reactor, given turns while a filter is checked on a copied set."""
         self._pushdown = pushdown
+        self._clock = clock
         self._client = client
         self._callers = callers
         self._references = references
@@ -290,8 +301,8 @@ class ClickTimeSession:
         if wanted is not None and not all(key in copy.by_id for key in wanted):
             # Perhaps created since the copy was read: ClickTime knows.
             return None
-        holds = compile_predicate(filter_)
-        rows = [row for row in copy.rows if holds(row)]
+        # In slices: the set may hold thousands of rows, and the filter be a megabyte long.
+        rows = await kept(copy.rows, compile_predicate(filter_), reactor_turns(self._clock))
         self._trace.pushed_down.append(
             f"answered from the cached {info.set_name}, read {self._references.age(copy):.0f} s ago"
         )
