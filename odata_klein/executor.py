@@ -24,7 +24,7 @@ from .interfaces import Cursor, IProviderSession, IQueryResult, NavigationSource
 from .model import EntitySet, EntityType, Model, Property
 from .records import RecordReader
 from .serializer import EntityEncoder
-from .slicing import kept, reactor_turns
+from .slicing import kept_giving_turns
 from .resource import (
     BoundPath,
     CountStep,
@@ -155,9 +155,7 @@ class RowStream:
     async def _kept(
         self, pairs: list[tuple[Row, Cursor]], test: Callable[[Row], bool]
     ) -> list[tuple[Row, Cursor]]:
-        if self._clock is None:
-            return [pair for pair in pairs if test(pair[0])]
-        return await kept(pairs, lambda pair: test(pair[0]), reactor_turns(self._clock))
+        return await kept_giving_turns(pairs, lambda pair: test(pair[0]), self._clock)
 
     def _writer_for(self, reader: RecordReader) -> Callable[[Any], str]:
         # A stream's batches come with one reader: its writer is generated once.
@@ -187,6 +185,10 @@ class Executor:
         self._model = model
         self._trace = trace
         self._clock = clock
+
+    async def kept(self, rows: list[Row], test: Callable[[Row], bool]) -> list[Row]:
+        """The rows that pass ``test``, checked without holding the reactor (`odata_klein.slicing`)."""
+        return await kept_giving_turns(rows, test, self._clock)
 
     async def _query(self, source: CollectionSource, query: ProviderQuery) -> tuple[IQueryResult, RowFilter]:
         result: IQueryResult = await settle(self._session.query(query))

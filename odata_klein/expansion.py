@@ -703,7 +703,7 @@ async def _fetch(
     if node.reads:
         await attach(executor, found, node.target_set, node.target_type, node.reads)
     if predicate is not None:
-        found = [row for row in found if predicate(row)]
+        found = await executor.kept(found, predicate)
     return found if limit is None else found[:limit]
 
 

@@ -97,7 +97,15 @@ from .syntax import (
     UnaryOp,
 )
 
-__all__ = ["FUNCTION_ARITY", "MAX_DEPTH", "MAX_DIGITS", "MAX_NESTING", "ODataSyntaxError", "QueryParser"]
+__all__ = [
+    "FUNCTION_ARITY",
+    "MAX_DEPTH",
+    "MAX_DIGITS",
+    "MAX_NESTING",
+    "MAX_ORDERBY_ITEMS",
+    "ODataSyntaxError",
+    "QueryParser",
+]
 
 
 class ODataSyntaxError(BadRequest):
@@ -124,6 +132,9 @@ MAX_NESTING = 32
 # Digits a number in a URL may have in a row (Edm.Decimal has at most 34
 # significant ones, Edm.Int64 19).
 MAX_DIGITS = 100
+# Items of one $orderby: every one is evaluated for every row and compared in
+# every step of the sort, and no ordering needs more.
+MAX_ORDERBY_ITEMS = 32
 _DIGIT_RUNS = re.compile(r"[0-9]+")
 
 # Long chains of operators need no recursion to parse, but "a add b add ..."
@@ -1061,8 +1072,13 @@ class _TreeBuilder:
     # --- $orderby, $compute, $search ---------------------------------------------------
 
     def visit_orderbyList(self, node: Node) -> tuple[OrderByItem, ...]:
+        found = _named(_parts(node), "orderbyItem")
+        if len(found) > MAX_ORDERBY_ITEMS:
+            raise self.error(
+                found[MAX_ORDERBY_ITEMS].start, f"$orderby may name at most {MAX_ORDERBY_ITEMS} items, not {len(found)}"
+            )
         items = []
-        for item in _named(_parts(node), "orderbyItem"):
+        for item in found:
             parts = _parts(item)
             order = _named(parts, "sortOrder")
             descending = bool(order) and order[0].text.lower() == "desc"

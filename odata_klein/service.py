@@ -99,8 +99,6 @@ _T = TypeVar("_T")
 # 0.1 s of parsing at worst), at most _PARSING_THREADS of them at once.
 PARSE_IN_THREAD_FROM = 16 * 1024
 _PARSING_THREADS = 2
-# Sort keys of more items than this only cost time: no ordering needs them.
-MAX_ORDERBY_ITEMS = 32
 # Options that depend on the position in the result: a nextLink rewrites them.
 _PAGING_OPTIONS = frozenset({"skip", "top", "skiptoken"})
 
@@ -599,12 +597,6 @@ class ODataService:
     ) -> Optional[_Ordering]:
         if options.orderby is None:
             return None
-        if len(options.orderby) > MAX_ORDERBY_ITEMS:
-            # Every item is evaluated for every row and compared in every step of the sort.
-            raise BadRequest(
-                f"$orderby may name at most {MAX_ORDERBY_ITEMS} items, not {len(options.orderby)}",
-                target="$orderby",
-            )
         binder = Binder(model)
         items = [
             (

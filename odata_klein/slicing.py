@@ -15,7 +15,7 @@ the reactor for many costly ones.
 from __future__ import annotations
 
 import time
-from typing import Awaitable, Callable, Iterable, TypeVar
+from typing import Awaitable, Callable, Iterable, Optional, TypeVar
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
@@ -45,9 +45,18 @@ async def kept(
     return result
 
 
-def reactor_turns(clock: IReactorTime) -> Callable[[], Deferred[None]]:
-    """The ``turn`` for `kept`: a call that waits until ``clock`` has run once more."""
-    return lambda: deferLater(clock, 0, lambda: None)
+def reactor_turns(reactor: IReactorTime) -> Callable[[], Deferred[None]]:
+    """The ``turn`` for `kept`: a call that waits until ``reactor`` has run once more."""
+    return lambda: deferLater(reactor, 0, lambda: None)
 
 
-__all__ = ["SLICE_SECONDS", "kept", "reactor_turns"]
+async def kept_giving_turns(
+    items: Iterable[_T], test: Callable[[_T], bool], reactor: Optional[IReactorTime]
+) -> list[_T]:
+    """`kept`, giving ``reactor`` its turns; without a reactor, in one go."""
+    if reactor is None:
+        return [item for item in items if test(item)]
+    return await kept(items, test, reactor_turns(reactor))
+
+
+__all__ = ["SLICE_SECONDS", "kept", "kept_giving_turns", "reactor_turns"]

@@ -45,7 +45,7 @@ from odata_klein.interfaces import (
 )
 from odata_klein.model import Model
 from odata_klein.records import RecordReader
-from odata_klein.slicing import kept, reactor_turns
+from odata_klein.slicing import kept_giving_turns
 
 from .client import ClickTimeClient
 from .paging import Page
@@ -302,7 +302,7 @@ class ClickTimeSession:
             # Perhaps created since the copy was read: ClickTime knows.
             return None
         # In slices: the set may hold thousands of rows, and the filter be a megabyte long.
-        rows = await kept(copy.rows, compile_predicate(filter_), reactor_turns(self._clock))
+        rows = await kept_giving_turns(copy.rows, compile_predicate(filter_), self._clock)
         self._trace.pushed_down.append(
             f"answered from the cached {info.set_name}, read {self._references.age(copy):.0f} s ago"
         )
