@@ -228,7 +228,8 @@ def mutations(draw: st.DrawFn, seed: str) -> str:
             text = insert(text, draw(st.floats(at, 1)), closing * draw(st.integers(0, depth)))
         else:
             digits = draw(st.sampled_from(("9", "1", "0", "12345678901234567890")))
-            text = insert(text, at, draw(st.sampled_from(("", "-", "."))) + digits * draw(st.integers(5, 200)))
+            # Up to 8,000 digits: past the 4,300 Python will make an int of.
+            text = insert(text, at, draw(st.sampled_from(("", "-", "."))) + digits * draw(st.integers(5, 400)))
     return text
 
 
