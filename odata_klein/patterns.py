@@ -71,7 +71,7 @@ class PatternMatcher:
 def _too_costly(pattern: str) -> BadRequest:
     shown = pattern if len(pattern) <= 80 else pattern[:77] + "..."
     return BadRequest(
-        f"matchesPattern: the pattern {shown!r} takes too long to match (more than "
+        f"matchesPattern: the pattern '{shown}' takes too long to match (more than "
         f"{MATCH_TIMEOUT * 1000:.0f} ms on one value, or {MATCH_ALLOWANCE:.0f} s in all); "
         "a repetition of parts that can match the same text in several ways, such as "
         "(a|aa)+, can take exponentially long: write the pattern so that each text matches one way",
