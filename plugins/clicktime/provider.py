@@ -281,7 +281,7 @@ class ClickTimeSession:
                 # This caller may not list the set: the condition stays as it is.
                 return None
 
-        resolved, notes = await resolve_navigation(caller.model, entity_set, filter_, rows_of)
+        resolved, notes = await resolve_navigation(caller.model, entity_set, filter_, rows_of, self._clock)
         self._trace.pushed_down.extend(notes)
         return resolved
 

@@ -70,6 +70,7 @@ from odata_klein.bound import (
 from odata_klein.evaluate import compile_predicate
 from odata_klein.interfaces import IQueryResult, Row, RowBatch
 from odata_klein.model import Model
+from odata_klein.slicing import kept_giving_turns
 
 from .paging import Page
 
@@ -376,17 +377,21 @@ async def _joined(model: Model, entity_set: str, joins: _Joins, rows_of: RowsOf)
     return joined
 
 
-def _foreign_key_condition(conjunct: BoundExpr, nav: _Navigation, targets: Sequence[Row]) -> BoundExpr:
+async def _foreign_key_condition(
+    conjunct: BoundExpr, nav: _Navigation, targets: Sequence[Row], reactor: Optional[IReactorTime]
+) -> BoundExpr:
     """
     The condition on the foreign key that holds exactly when ``conjunct``
     does, given ``targets``.  A foreign key that is null or names no target
     leads to no entity: the condition holds for it when it holds for a null
     related entity, and then the condition names the targets excluded.
+    Targets are checked giving ``reactor`` its turns (`odata_klein.slicing`).
     """
     holds = compile_predicate(conjunct)
-    matching, excluded = [], []
-    for target in targets:
-        (matching if holds({nav.name: target}) else excluded).append(target.get("ID"))
+    chosen = await kept_giving_turns(targets, lambda target: holds({nav.name: target}), reactor)
+    chosen_ids = {id(target) for target in chosen}
+    matching = [target.get("ID") for target in chosen]
+    excluded = [target.get("ID") for target in targets if id(target) not in chosen_ids]
     key = BoundProperty((nav.foreign_key,), nav.foreign_key_type)
     if holds({nav.name: None}):
         if not excluded:
@@ -397,7 +402,11 @@ def _foreign_key_condition(conjunct: BoundExpr, nav: _Navigation, targets: Seque
 
 
 async def resolve_navigation(
-    model: Model, entity_set: str, filter_: Optional[BoundExpr], rows_of: RowsOf
+    model: Model,
+    entity_set: str,
+    filter_: Optional[BoundExpr],
+    rows_of: RowsOf,
+    reactor: Optional[IReactorTime] = None,
 ) -> tuple[Optional[BoundExpr], list[str]]:
     """
     ``filter_`` with each conjunct that reads only through one navigation
@@ -415,7 +424,7 @@ async def resolve_navigation(
             parts.append(conjunct)
             continue
         nav = through[0]
-        condition = _foreign_key_condition(conjunct, nav, targets)
+        condition = await _foreign_key_condition(conjunct, nav, targets, reactor)
         parts.append(condition)
         notes.append(f"a condition on {nav.name} became one on {nav.foreign_key} through the cached {nav.target_set}")
     return conjunction(parts), notes
