@@ -52,12 +52,12 @@ from operator import itemgetter
 from typing import Any, AsyncIterator, Awaitable, Callable, Iterator, Mapping, Optional, Sequence
 
 from twisted.internet.interfaces import IReactorTime
-from twisted.internet.task import deferLater
 
 from .bound import BoundExpr
 from .evaluate import compile_expression
 from .interfaces import Row
 from .model import Edm
+from .slicing import reactor_turns
 from .values import edm_of_value
 
 # A row's sort key: (rank, value) for each ordering item, in one flat tuple.
@@ -201,7 +201,7 @@ _MERGE_FAN_IN = 16
 
 async def _let_reactor_run(clock: Optional[IReactorTime]) -> None:
     if clock is not None:
-        await deferLater(clock, 0, lambda: None)
+        await reactor_turns(clock)()
 
 
 def _reduce_decimal(value: Decimal) -> tuple[Any, ...]:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import time
 from typing import Awaitable, Callable, Iterable, Optional, TypeVar
 
-from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import deferLater
 
@@ -45,9 +44,19 @@ async def kept(
     return result
 
 
-def reactor_turns(reactor: IReactorTime) -> Callable[[], Deferred[None]]:
-    """The ``turn`` for `kept`: a call that waits until ``reactor`` has run once more."""
-    return lambda: deferLater(reactor, 0, lambda: None)
+def reactor_turns(reactor: IReactorTime) -> Callable[[], Awaitable[None]]:
+    """
+    The ``turn`` for `kept`: a call that returns once ``reactor`` has polled
+    for I/O, so that other connections have been read and written since.
+    One zero-delay call is not enough: when it is scheduled from an I/O
+    callback it runs before the next poll.
+    """
+
+    async def turn() -> None:
+        for _ in range(2):
+            await deferLater(reactor, 0, lambda: None)
+
+    return turn
 
 
 async def kept_giving_turns(

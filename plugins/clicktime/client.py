@@ -79,6 +79,7 @@ from odata_klein.errors import (
     Unauthorized,
 )
 from odata_klein.interfaces import Trace, UpstreamCall
+from odata_klein.slicing import reactor_turns
 
 from .paging import Page, iterate_pages, page_count
 
@@ -234,18 +235,10 @@ class ClickTimeClient:
             offset=offset,
             page_limit=page_limit,
             max_rows=max_rows,
-            reactor_turn=self._reactor_turn,
+            # Requests written before the turn have left when it ends.
+            reactor_turn=reactor_turns(self._reactor),
             ahead=self._pages_ahead,
         )
-
-    async def _reactor_turn(self) -> None:
-        """
-        Return once the reactor has polled for I/O, so that requests written
-        since have left.  One zero-delay call is not enough: when it is
-        scheduled from an I/O callback it runs before the next poll.
-        """
-        for _ in range(2):
-            await deferLater(self._reactor, 0, lambda: None)
 
     def close(self) -> "Deferred[None]":
         """Close the idle persistent connections of the pool this client created."""
