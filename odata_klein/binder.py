@@ -166,9 +166,11 @@ class Binder:
     def __init__(self, model: Model, *, now: Optional[datetime.datetime] = None) -> None:
         self._model = model
         self._now = now if now is not None else datetime.datetime.now(datetime.timezone.utc)
-        # Terms of $compute expressions inlined where their aliases are used, and memo of their sizes.
+        # Computed properties and aliases used so far, the terms their further
+        # uses wrote out (see _written_out), and a memo of expression sizes.
+        self._used_names: set[str] = set()
         self._inlined_terms = 0
-        self._terms: dict[int, int] = {}
+        self._terms: dict[int, tuple[BoundExpr, int]] = {}
 
     def bind_filter(
         self,
@@ -221,7 +223,9 @@ class Binder:
             return self._bind_in(expr, ctx)
         if isinstance(expr, syntax.Alias):
             value, alias_ctx = self._alias_value(expr, ctx)
-            return self._bind(value, alias_ctx)
+            bound = self._bind(value, alias_ctx)
+            self._written_out(f"@{expr.name}", self._terms_of(bound), expr.pos, ctx)
+            return bound
         if isinstance(expr, syntax.ListExpr):
             return self._bind_list(expr, ctx)
         if isinstance(expr, syntax.JsonValue):
@@ -255,29 +259,41 @@ class Binder:
         return self._model.entity_type(type_name) or self._model.complex_type(type_name)
 
     def _inline(self, computed: BoundExpr, name: str, path: syntax.Path, ctx: _Context) -> BoundExpr:
+        """A computed property's expression, where its alias is used."""
+        self._written_out(name, self._terms_of(computed), path.pos, ctx)
+        return computed
+
+    def _written_out(self, name: str, terms: int, pos: int, ctx: _Context) -> None:
         """
-        A computed property's expression, where its alias is used.  Each use
-        is evaluated anew, so ``$compute=concat(C,C) as A1,concat(A1,A1) as
-        A2,...`` doubles the work and the text with every alias: thirty of them
-        would take a billion terms per row and as many copies of the comment.
-        A binder inlines at most `MAX_INLINED_TERMS` terms in all.
+        Account for ``terms`` more terms bound and evaluated anew because
+        ``name`` (a computed property or a parameter alias) is used once more.
+        Its first use costs what its text in the URL does; each further one
+        copies it, so ``$compute=concat(C,C) as A1,concat(A1,A1) as A2,...``
+        (or ``@a1=concat(@a2,@a2)&@a2=...``) doubles the work, and the text,
+        with every name: thirty of them would take a billion terms per row
+        and as many copies of the comment.  A binder writes out at most
+        `MAX_INLINED_TERMS` terms in all for such further uses.
         """
-        self._inlined_terms += self._terms_of(computed)
+        if name not in self._used_names:
+            self._used_names.add(name)
+            return
+        self._inlined_terms += terms
         if self._inlined_terms > MAX_INLINED_TERMS:
             raise _error(
                 ctx.option,
-                path.pos,
-                f"computed properties used here ({name} and those before) stand for more than "
-                f"{MAX_INLINED_TERMS:,} terms in all; use each fewer times",
+                pos,
+                f"{name} and the names used before it, each used more than once, stand for more than "
+                f"{MAX_INLINED_TERMS:,} terms written out; use them fewer times",
             )
-        return computed
 
     def _terms_of(self, expr: BoundExpr) -> int:
         """How many terms ``expr`` has written out, shared parts counted each time they occur."""
         known = self._terms.get(id(expr))
         if known is None:
-            known = self._terms[id(expr)] = 1 + sum(self._terms_of(part) for part in operands(expr))
-        return known
+            size = 1 + sum(self._terms_of(part) for part in operands(expr))
+            # The memo holds the expression too, so that its id is not reused meanwhile.
+            known = self._terms[id(expr)] = (expr, size)
+        return known[1]
 
     def _bind_path(self, path: syntax.Path, ctx: _Context) -> BoundExpr:
         segments = list(path.segments)
@@ -532,7 +548,10 @@ class Binder:
         operand = self._bind(node.operand, ctx)
         values, values_ctx = node.values, ctx
         while isinstance(values, syntax.Alias):
-            values, values_ctx = self._alias_value(values, values_ctx)
+            alias = values
+            values, values_ctx = self._alias_value(alias, values_ctx)
+            listed = len(values.items) if isinstance(values, syntax.ListExpr) else 1
+            self._written_out(f"@{alias.name}", listed, alias.pos, ctx)
         if isinstance(values, syntax.ListExpr):
             values = values.items
         if not isinstance(values, tuple):

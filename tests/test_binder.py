@@ -1084,3 +1084,27 @@ def test_lambdas_nest_two_deep_at_most() -> None:
     innermost = any_("TimeEntries", "c", op("gt", path("c/Hours"), 1), pos=40)
     three = any_("TimeEntries", "a", any_("TimeEntries", "b", innermost))
     assert bad(three, TIMESHEET) == "$filter at position 40: any() and all() may be nested at most 2 deep"
+
+
+def doubling_aliases(levels: int) -> dict[str, syntax.Expr]:
+    """@a0 is concat(@a1,@a1), @a1 concat(@a2,@a2)... down to Comment."""
+    values: dict[str, syntax.Expr] = {f"a{levels}": path("Comment")}
+    for level in range(levels):
+        values[f"a{level}"] = call("concat", alias(f"a{level + 1}"), alias(f"a{level + 1}"))
+    return values
+
+
+def test_aliases_used_again_and_again_are_refused_before_they_double_thirty_times() -> None:
+    tree = op("gt", call("length", alias("a0")), 5)
+    assert isinstance(bind(tree, aliases=doubling_aliases(3)), BoundBinary)
+    message = bad(tree, aliases=doubling_aliases(30))
+    assert "used more than once, stand for more than 10,000 terms written out" in message
+
+
+def test_a_long_list_alias_may_be_used_once_but_not_thousands_of_times() -> None:
+    jobs = {"jobs": syntax.ListExpr(tuple(lit(f"j{i}") for i in range(20_000)))}
+    assert isinstance(bind(syntax.In(path("JobID"), alias("jobs")), aliases=jobs), BoundIn)
+    many: syntax.Expr = syntax.In(path("JobID"), alias("jobs"))
+    for _ in range(3):
+        many = op("or", many, syntax.In(path("Comment"), alias("jobs")))
+    assert "@jobs and the names used before it" in bad(many, aliases=jobs)
