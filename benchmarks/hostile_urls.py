@@ -9,7 +9,7 @@ status and time of the costly request and the median and worst time
 tens of milliseconds.  Each URL is one a client may send (by accident or
 not): very long filters of the shapes Power BI folds lists into, an
 exponential regular expression, nested lambdas, a long $orderby, $compute
-aliases that double each other.
+and parameter aliases that double each other.
 
     python benchmarks/hostile_urls.py [--only NAME ...]
 """
@@ -62,6 +62,9 @@ URLS: dict[str, Callable[[], str]] = {
     ),
     "$orderby of 32 items": lambda: "/TimeEntries?$top=1&$orderby=" + ",".join(["Hours"] * 32),
     "$compute doubling 30 times": lambda: f"/TimeEntries?$top=1&$select=ID,A29&$compute={doubling(30)}",
+    "@ aliases doubling 30 times": lambda: "/TimeEntries?$top=1&$filter=length(@a0)%20gt%205&"
+    + "&".join(f"@a{i}=concat(@a{i + 1},@a{i + 1})" for i in range(30))
+    + "&@a30=Comment",
 }
 
 
