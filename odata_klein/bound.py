@@ -107,16 +107,47 @@ def operands(expr: BoundExpr) -> tuple[BoundExpr, ...]:
 
 def conjuncts(expr: Optional[BoundExpr]) -> list[BoundExpr]:
     """Split ``a and (b and c)`` into ``[a, b, c]``; None gives ``[]``."""
-    if expr is None:
-        return []
-    if isinstance(expr, BoundBinary) and expr.op == "and":
-        return conjuncts(expr.left) + conjuncts(expr.right)
-    return [expr]
+    return [] if expr is None else _operands_of("and", expr)
+
+
+def disjuncts(expr: BoundExpr) -> list[BoundExpr]:
+    """Split ``a or (b or c)`` into ``[a, b, c]``."""
+    return _operands_of("or", expr)
+
+
+def _operands_of(op: str, expr: BoundExpr) -> list[BoundExpr]:
+    # Without recursion: a chain of thousands of terms is no error.
+    found: list[BoundExpr] = []
+    pending = [expr]
+    while pending:
+        current = pending.pop()
+        if isinstance(current, BoundBinary) and current.op == op:
+            pending += (current.right, current.left)
+        else:
+            found.append(current)
+    return found
 
 
 def conjunction(parts: list[BoundExpr]) -> Optional[BoundExpr]:
     """The inverse of `conjuncts`: None for an empty list."""
-    result: Optional[BoundExpr] = None
-    for part in parts:
-        result = part if result is None else BoundBinary("and", result, part, "Edm.Boolean")
-    return result
+    return _balanced("and", parts)
+
+
+def disjunction(parts: list[BoundExpr]) -> Optional[BoundExpr]:
+    """The inverse of `disjuncts`: None for an empty list."""
+    return _balanced("or", parts)
+
+
+def _balanced(op: str, parts: list[BoundExpr]) -> Optional[BoundExpr]:
+    """
+    ``parts`` joined by ``op`` in a tree of logarithmic depth, as the parser
+    makes long chains: code that walks trees recursively (evaluation, push-down,
+    descriptions) then never meets one thousands of levels deep.
+    """
+    level = list(parts)
+    while len(level) > 1:
+        level = [
+            BoundBinary(op, level[i], level[i + 1], "Edm.Boolean") if i + 1 < len(level) else level[i]
+            for i in range(0, len(level), 2)
+        ]
+    return level[0] if level else None

@@ -41,6 +41,7 @@ from .bound import (
     BoundProperty,
     BoundUnary,
     conjuncts,
+    disjuncts,
 )
 from .functions import FUNCTIONS
 from .interfaces import Row
@@ -146,19 +147,13 @@ def _compile_binary(expr: BoundBinary) -> Compiled:
     if op == "and":
         return _all_of([_compile(part) for part in conjuncts(expr)])
     if op == "or":
-        return _any_of(_compile_disjuncts(_disjuncts(expr)))
+        return _any_of(_compile_disjuncts(disjuncts(expr)))
     if op in _ORDER:
         return _compile_comparison(expr)
     operation = binary_operation(op, TypeRef.of(expr.left), TypeRef.of(expr.right))
     if operation is None:
         raise TypeError(f"{op} of {expr.left.type} and {expr.right.type} was not bound")
     return _strict_call2(operation.apply, _compile(expr.left), _compile(expr.right))
-
-
-def _disjuncts(expr: BoundExpr) -> list[BoundExpr]:
-    if isinstance(expr, BoundBinary) and expr.op == "or":
-        return _disjuncts(expr.left) + _disjuncts(expr.right)
-    return [expr]
 
 
 def _compile_disjuncts(parts: list[BoundExpr]) -> list[Compiled]:

@@ -53,6 +53,7 @@ from .bound import (
     BoundUnary,
     conjunction,
     conjuncts,
+    disjunction,
 )
 from .errors import BadRequest, NotImplementedYet
 from .evaluate import compile_predicate
@@ -644,13 +645,12 @@ def _matching(entity_type: EntityType, names: tuple[str, ...], tuples: list[tupl
         props.append(BoundProperty((prop.name,), prop.type))
     if len(props) == 1:
         return BoundIn(props[0], tuple(BoundLiteral(values[0], props[0].type) for values in tuples))
-    alternatives: Optional[BoundExpr] = None
-    for values in tuples:
-        both = conjunction(
-            [BoundBinary("eq", p, BoundLiteral(v, p.type), "Edm.Boolean") for p, v in zip(props, values)]
-        )
-        assert both is not None
-        alternatives = both if alternatives is None else BoundBinary("or", alternatives, both, "Edm.Boolean")
+    alternatives = disjunction(
+        [
+            conjunction([BoundBinary("eq", p, BoundLiteral(v, p.type), "Edm.Boolean") for p, v in zip(props, values)])
+            for values in tuples
+        ]
+    )
     assert alternatives is not None
     return alternatives
 

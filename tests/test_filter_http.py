@@ -320,3 +320,19 @@ async def test_a_long_or_list_of_chosen_values_as_power_bi_sends_it(stack: Stack
     expected = [e.ID for e in entries if e.JobID in chosen]
     assert 0 < len(expected) < len(entries)
     assert await filtered_ids(stack, "TimeEntries", encoded(filter_text)) == (expected, len(expected))
+
+
+@pytest_twisted.ensureDeferred
+async def test_twelve_hundred_conditions_joined_by_and(stack: Stack) -> None:
+    # The provider's plan split them recursively: a 500 (RecursionError) before.
+    filter_text = " and ".join(["TimeEntries/any(t: t/Hours gt 0)"] * 1200)
+    reply = await stack.get(f"Timesheets?$select=ID&{encoded(filter_text)}")
+    assert reply.code == 200, reply.body[:300]
+    entries = stack.company.time_entries
+    with_hours = {
+        sheet.ID
+        for sheet in stack.company.timesheets
+        if any(e.UserID == sheet.UserID and sheet.StartDate <= e.Date <= sheet.EndDate and e.Hours > 0 for e in entries)
+    }
+    assert 0 < len(with_hours) < len(stack.company.timesheets)
+    assert {row["ID"] for row in reply.json()["value"]} == with_hours
