@@ -53,6 +53,7 @@ from .bound import (
 from .errors import BadRequest, NotImplementedYet
 from .functions import CONSTANT_FUNCTIONS, FUNCTIONS, TYPE_FUNCTIONS
 from .model import INTEGER_TYPES, NUMERIC_TYPES, ComplexType, Edm, EntityType, Model
+from .parser import MAX_DEPTH
 from .patterns import ecmascript_regex
 from .values import INT_RANGES, TypeRef, binary_operation, negation, parse_text, payload_text, promote
 
@@ -62,6 +63,11 @@ _NOTHING: Mapping[str, Any] = MappingProxyType({})
 # Terms of computed properties one binder writes out where their aliases are
 # used (see `Binder._inline`): far beyond any use that is not an attack.
 MAX_INLINED_TERMS = 10_000
+# How deep a bound expression may be, aliases and computed properties
+# written out: deeper than anything the parser lets through (MAX_DEPTH), and
+# shallow enough that the recursive code that binds, compiles and evaluates
+# it stays far from Python's recursion limit however aliases chain.
+MAX_BOUND_DEPTH = MAX_DEPTH + 50
 # Lambdas within lambdas: seven over a timesheet's entries took longer than
 # anyone waits, with the reactor held for all of it.
 MAX_LAMBDA_NESTING = 2
@@ -136,6 +142,15 @@ class _Context:
     resolving: tuple[str, ...] = ()
 
 
+def _too_deep(ctx: _Context, pos: int) -> BadRequest:
+    return _error(
+        ctx.option,
+        pos,
+        f"the expression is nested more than {MAX_BOUND_DEPTH} levels deep, with the aliases and "
+        "computed properties it uses written out",
+    )
+
+
 def describe(expr: BoundExpr) -> str:
     """An operand as error messages name it: ``Edm.Decimal property 'Hours'``, ``Edm.String 'x'``."""
     kind = TypeRef.of(expr)
@@ -171,6 +186,9 @@ class Binder:
         self._used_names: set[str] = set()
         self._inlined_terms = 0
         self._terms: dict[int, tuple[BoundExpr, int]] = {}
+        self._depths: dict[int, tuple[BoundExpr, int]] = {}
+        # How many expressions are being bound, one inside the other.
+        self._depth = 0
 
     def bind_filter(
         self,
@@ -207,6 +225,15 @@ class Binder:
     # --- Dispatch -----------------------------------------------------------------------
 
     def _bind(self, expr: syntax.Expr, ctx: _Context) -> BoundExpr:
+        self._depth += 1
+        try:
+            if self._depth > MAX_BOUND_DEPTH:
+                raise _too_deep(ctx, getattr(expr, "pos", 0))
+            return self._bind_node(expr, ctx)
+        finally:
+            self._depth -= 1
+
+    def _bind_node(self, expr: syntax.Expr, ctx: _Context) -> BoundExpr:
         if isinstance(expr, syntax.Literal):
             return BoundLiteral(expr.value, expr.type)
         if isinstance(expr, syntax.Path):
@@ -260,6 +287,8 @@ class Binder:
 
     def _inline(self, computed: BoundExpr, name: str, path: syntax.Path, ctx: _Context) -> BoundExpr:
         """A computed property's expression, where its alias is used."""
+        if self._depth + self._depth_of(computed) > MAX_BOUND_DEPTH:
+            raise _too_deep(ctx, path.pos)
         self._written_out(name, self._terms_of(computed), path.pos, ctx)
         return computed
 
@@ -285,6 +314,14 @@ class Binder:
                 f"{name} and the names used before it, each used more than once, stand for more than "
                 f"{MAX_INLINED_TERMS:,} terms written out; use them fewer times",
             )
+
+    def _depth_of(self, expr: BoundExpr) -> int:
+        """How deep ``expr`` is (at most MAX_BOUND_DEPTH, as the binder built it)."""
+        known = self._depths.get(id(expr))
+        if known is None:
+            depth = 1 + max((self._depth_of(part) for part in operands(expr)), default=0)
+            known = self._depths[id(expr)] = (expr, depth)
+        return known[1]
 
     def _terms_of(self, expr: BoundExpr) -> int:
         """How many terms ``expr`` has written out, shared parts counted each time they occur."""

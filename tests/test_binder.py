@@ -17,7 +17,7 @@ from typing import Any, Mapping, Optional
 import pytest
 
 from odata_klein import syntax
-from odata_klein.binder import IN_VARIABLE, Binder, date_comparison_for_date_time
+from odata_klein.binder import IN_VARIABLE, MAX_BOUND_DEPTH, Binder, date_comparison_for_date_time
 from odata_klein.bound import (
     BoundBinary,
     BoundCall,
@@ -37,7 +37,7 @@ from odata_klein.model import (
     NavigationProperty,
     Property,
 )
-from odata_klein.parser import QueryParser
+from odata_klein.parser import MAX_DEPTH, QueryParser
 
 # --- The fixture model ------------------------------------------------------------------
 
@@ -1108,3 +1108,12 @@ def test_a_long_list_alias_may_be_used_once_but_not_thousands_of_times() -> None
     for _ in range(3):
         many = op("or", many, syntax.In(path("Comment"), alias("jobs")))
     assert "@jobs and the names used before it" in bad(many, aliases=jobs)
+
+
+def test_aliases_chained_past_the_depth_limit_are_a_400_not_a_recursion_error() -> None:
+    chain: dict[str, syntax.Expr] = {f"a{i}": syntax.UnaryOp("not", alias(f"a{i + 1}")) for i in range(2000)}
+    chain["a2000"] = lit(True)
+    message = bad(alias("a0"), aliases=chain)
+    assert f"nested more than {MAX_BOUND_DEPTH} levels deep" in message
+    deepest = QueryParser().parse_filter("not " * (MAX_DEPTH - 1) + "true")
+    assert isinstance(bind(deepest), (BoundUnary, BoundLiteral))
