@@ -1115,8 +1115,10 @@ class _TreeBuilder:
     def _search_unary(self, node: Node) -> SearchExpr:
         parts = _parts(node)
         result: SearchExpr = self.visit(parts[-1])  # type: ignore[assignment]
-        for negation in reversed(parts[:-1]):
-            result = SearchNot(result, pos=self.position(negation.start))
+        negations = parts[:-1]
+        # NOT NOT x is x: a chain of thousands must not make a tree as deep.
+        if len(negations) % 2:
+            result = SearchNot(result, pos=self.position(negations[0].start))
         return result
 
     def visit_searchParenExpr(self, node: Node) -> SearchExpr:

@@ -530,6 +530,9 @@ def word(text: str) -> SearchTerm:
         ("NOT blue green", SearchBinary("and", SearchNot(word("blue")), word("green"))),
         ("NOT (blue OR green)", SearchNot(SearchBinary("or", word("blue"), word("green")))),
         ("NOT NOT", SearchNot(word("NOT"))),
+        ("NOT NOT blue", word("blue")),
+        ("NOT NOT NOT blue", SearchNot(word("blue"))),
+        ("NOT " * 5000 + "blue", word("blue")),  # no tree 5,000 levels deep
         ("AND OR NOT", SearchBinary("or", word("AND"), word("NOT"))),
         ("not and or", SearchBinary("and", SearchBinary("and", word("not"), word("and")), word("or"))),
         ('"blue green"', SearchTerm("blue green", phrase=True)),
