@@ -4,7 +4,7 @@ import base64
 
 import pytest
 
-from odata_klein.auth import credentials_from_header
+from odata_klein.auth import MAX_CREDENTIALS_LENGTH, credentials_from_header
 from odata_klein.compression import accepts_gzip
 from odata_klein.errors import BadRequest, NotAcceptable, Unauthorized
 from odata_klein.negotiation import (
@@ -147,3 +147,11 @@ def test_credentials() -> None:
         with pytest.raises(Unauthorized) as raised:
             credentials_from_header(bad)
         assert "!!!" not in raised.value.message
+
+
+def test_credentials_too_long_for_any_upstream_are_refused_before_they_are_passed_on() -> None:
+    longest = _basic("clicktime", "t" * 3000)
+    assert len(longest) <= MAX_CREDENTIALS_LENGTH and credentials_from_header(longest) is not None
+    with pytest.raises(Unauthorized) as raised:
+        credentials_from_header(_basic("clicktime", "t" * 200_000))
+    assert raised.value.message == f"the credentials are longer than {MAX_CREDENTIALS_LENGTH} characters"
