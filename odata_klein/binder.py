@@ -60,8 +60,9 @@ from .values import INT_RANGES, TypeRef, binary_operation, negation, parse_text,
 Structure = Union[EntityType, ComplexType]
 
 _NOTHING: Mapping[str, Any] = MappingProxyType({})
-# Terms of computed properties one binder writes out where their aliases are
-# used (see `Binder._inline`): far beyond any use that is not an attack.
+# Terms one binder writes out for computed properties and parameter aliases
+# used more than once (see `Binder._written_out`): far beyond any use that is
+# not an attack.
 MAX_INLINED_TERMS = 10_000
 # How deep a bound expression may be, aliases and computed properties
 # written out: deeper than anything the parser lets through (MAX_DEPTH), and
