@@ -9,7 +9,9 @@ all TimeEntries straight from the simulator with treq, page after page, as
 ``service_throughput.py`` does for (a), then through the service, following
 nextLinks, once for each ``--upstream-pages-ahead`` value given; it prints
 entities per second, the elapsed time and how many upstream requests each
-read took.
+read took.  Then it reads ``Timesheets?$expand=TimeEntries`` through the
+service with its defaults: one TimeEntries request per timesheet, as many at
+once as the service allows.
 
     python benchmarks/upstream_latency.py [--entries 20000] [--delay 0.1] [--ahead 1 4 8]
 """
@@ -57,6 +59,24 @@ async def read_with(base_url: str, ahead: int) -> dict[str, float]:
         stop(service)
 
 
+async def expand_through_service(base_url: str) -> dict[str, float]:
+    service, service_url = start(
+        [sys.executable, "-m", "twisted", "odata-clicktime", "--listen", f"tcp:{free_port()}:interface=127.0.0.1",
+         "--upstream", base_url],
+        r"OData service: (\S+)",
+    )
+    try:
+        await read_service(service_url + "Divisions")  # sign-in, schema and pool, untimed
+        await simulator_call(base_url, "DELETE", "requests")
+        started = time.perf_counter()
+        rows, pages = await read_service(service_url + "Timesheets?$expand=TimeEntries")
+        seconds = time.perf_counter() - started
+        upstream = (await simulator_call(base_url, "GET", "requests"))["total"]
+        return {"rows": rows, "seconds": seconds, "upstream": upstream}
+    finally:
+        stop(service)
+
+
 async def main(reactor: Any, entries: int, delay: float, aheads: list[int]) -> None:
     simulator, base_url = start(
         [sys.executable, "-m", "odata_klein_plugins.clicktime.simulator", "--listen",
@@ -84,6 +104,12 @@ async def main(reactor: Any, entries: int, delay: float, aheads: list[int]) -> N
                 f"{figures['upstream']:.0f} upstream requests",
                 flush=True,
             )
+        figures = await expand_through_service(base_url)
+        print(
+            f"  {'(c) Timesheets?$expand=TimeEntries':<34} {figures['rows']:>8,.0f} timesheets in {figures['seconds']:.1f} s, "
+            f"{figures['upstream']:.0f} upstream requests",
+            flush=True,
+        )
     finally:
         stop(simulator)
 
