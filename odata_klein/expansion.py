@@ -648,14 +648,16 @@ def _matching(entity_type: EntityType, names: tuple[str, ...], tuples: list[tupl
         props.append(BoundProperty((prop.name,), prop.type))
     if len(props) == 1:
         return BoundIn(props[0], tuple(BoundLiteral(values[0], props[0].type) for values in tuples))
-    alternatives = disjunction(
-        [
-            conjunction([BoundBinary("eq", p, BoundLiteral(v, p.type), "Edm.Boolean") for p, v in zip(props, values)])
-            for values in tuples
-        ]
-    )
+    alternatives = disjunction([_all_equal(props, values) for values in tuples])
     assert alternatives is not None
     return alternatives
+
+
+def _all_equal(props: list[BoundProperty], values: tuple[Any, ...]) -> BoundExpr:
+    """``A eq a and B eq b ...`` for one tuple of key values."""
+    both = conjunction([BoundBinary("eq", p, BoundLiteral(v, p.type), "Edm.Boolean") for p, v in zip(props, values)])
+    assert both is not None
+    return both
 
 
 async def _related_one_by_one(

@@ -22,7 +22,7 @@ import re
 import time
 from typing import Any, Callable
 
-import regex
+import regex  # type: ignore[import-untyped]
 
 from .errors import BadRequest
 

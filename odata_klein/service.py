@@ -295,7 +295,7 @@ class ODataService:
         self._max_page_size = max(max_page_size, page_size)
         self._public_url = public_url.rstrip("/") + "/" if public_url else None
         self._parser = QueryParser()
-        self._threads = clock if IReactorThreads.providedBy(clock) else None
+        self._threads: Optional[IReactorThreads] = clock if IReactorThreads.providedBy(clock) else None  # type: ignore[assignment]
         self._parsing = DeferredSemaphore(_PARSING_THREADS)
         self._read_aheads: Optional[ReadAheads[_ReadAheadState]] = (
             ReadAheads(clock, max_pages=read_ahead_pages) if read_ahead_pages > 0 else None
@@ -476,10 +476,11 @@ class ODataService:
         run at once, so the reactor keeps a fair share and its thread pool
         room for DNS.
         """
-        if size < PARSE_IN_THREAD_FROM or self._threads is None:
-            return work()
         threads = self._threads
-        result: _T = await self._parsing.run(deferToThreadPool, self._clock, threads.getThreadPool(), work)
+        if size < PARSE_IN_THREAD_FROM or threads is None:
+            return work()
+        async with self._parsing:
+            result: _T = await deferToThreadPool(threads, threads.getThreadPool(), work)
         return result
 
     async def _model(self, session: IProviderSession) -> Model:
@@ -960,13 +961,15 @@ class _ODataChannel(HTTPChannel):
             f"Content-Type: application/json;charset=utf-8\r\nContent-Length: {len(body)}\r\n"
             "Connection: close\r\n\r\n"
         )
-        self.transport.write(head.encode("ascii") + body)
+        transport = self.transport
+        assert transport is not None
+        transport.write(head.encode("ascii") + body)
         self.dataReceived = _drop  # type: ignore[method-assign]
-        if ITCPTransport.providedBy(self.transport):
-            self.transport.loseWriteConnection()
+        if ITCPTransport.providedBy(transport):
+            transport.loseWriteConnection()  # type: ignore[attr-defined]
             self.setTimeout(_DRAIN_SECONDS)
         else:
-            self.transport.loseConnection()
+            transport.loseConnection()
 
 
 def _drop(data: bytes) -> None:
