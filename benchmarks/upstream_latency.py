@@ -40,39 +40,21 @@ async def simulator_call(base_url: str, method: str, path: str, body: Any = None
     return await response.json()
 
 
-async def read_with(base_url: str, ahead: int) -> dict[str, float]:
-    service_port = free_port()
+async def read_through_service(base_url: str, target: str, *options: str) -> dict[str, float]:
+    """Every page of ``target`` through a service started with ``options``: rows, pages, seconds, upstream requests."""
     service, service_url = start(
-        [sys.executable, "-m", "twisted", "odata-clicktime", "--listen", f"tcp:{service_port}:interface=127.0.0.1",
-         "--upstream", base_url, "--upstream-pages-ahead", str(ahead)],
+        [sys.executable, "-m", "twisted", "odata-clicktime", "--listen", f"tcp:{free_port()}:interface=127.0.0.1",
+         "--upstream", base_url, *options],
         r"OData service: (\S+)",
     )
     try:
         await read_service(service_url + "Divisions")  # sign-in, schema and pool, untimed
         await simulator_call(base_url, "DELETE", "requests")
         started = time.perf_counter()
-        rows, pages = await read_service(service_url + "TimeEntries")
+        rows, pages = await read_service(service_url + target)
         seconds = time.perf_counter() - started
         upstream = (await simulator_call(base_url, "GET", "requests"))["total"]
         return {"rows": rows, "pages": pages, "seconds": seconds, "upstream": upstream}
-    finally:
-        stop(service)
-
-
-async def expand_through_service(base_url: str) -> dict[str, float]:
-    service, service_url = start(
-        [sys.executable, "-m", "twisted", "odata-clicktime", "--listen", f"tcp:{free_port()}:interface=127.0.0.1",
-         "--upstream", base_url],
-        r"OData service: (\S+)",
-    )
-    try:
-        await read_service(service_url + "Divisions")  # sign-in, schema and pool, untimed
-        await simulator_call(base_url, "DELETE", "requests")
-        started = time.perf_counter()
-        rows, pages = await read_service(service_url + "Timesheets?$expand=TimeEntries")
-        seconds = time.perf_counter() - started
-        upstream = (await simulator_call(base_url, "GET", "requests"))["total"]
-        return {"rows": rows, "seconds": seconds, "upstream": upstream}
     finally:
         stop(service)
 
@@ -97,14 +79,14 @@ async def main(reactor: Any, entries: int, delay: float, aheads: list[int]) -> N
             flush=True,
         )
         for ahead in aheads:
-            figures = await read_with(base_url, ahead)
+            figures = await read_through_service(base_url, "TimeEntries", "--upstream-pages-ahead", str(ahead))
             print(
                 f"  {f'(b) service, {ahead} upstream pages ahead':<34} {figures['rows'] / figures['seconds']:>8,.0f} entities/s, "
                 f"{figures['seconds']:.1f} s, {figures['pages']:.0f} OData pages, "
                 f"{figures['upstream']:.0f} upstream requests",
                 flush=True,
             )
-        figures = await expand_through_service(base_url)
+        figures = await read_through_service(base_url, "Timesheets?$expand=TimeEntries")
         print(
             f"  {'(c) Timesheets?$expand=TimeEntries':<34} {figures['rows']:>8,.0f} timesheets in {figures['seconds']:.1f} s, "
             f"{figures['upstream']:.0f} upstream requests",
