@@ -124,7 +124,10 @@ class ODataServerService(Service):
 
     def _failed_to_start(self, failure: Any) -> None:
         _log.failure("the OData service could not start", failure)
-        self._reactor.stop()
+        # A failure while the service starts (before the reactor runs) must
+        # still stop it once it does: stop() now would raise, and the process
+        # would go on serving nothing.
+        self._reactor.callWhenRunning(self._reactor.stop)
 
     async def _stop(self) -> None:
         if self._starting is not None:

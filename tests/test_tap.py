@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gc
 import json
+import subprocess
+import sys
 from importlib.metadata import distribution
 
 import pytest
@@ -130,3 +132,14 @@ async def test_upstream_options_bound_the_requests_in_flight(arguments: list[str
     pages = [arrival for arrival in observed.arrivals if arrival.params.get("limit") == ["500"]]
     assert sorted(int(arrival.params["offset"][0]) for arrival in pages) == [0, 500, 1000, 1500, 2000]
     assert observed.peak == {ADMIN_TOKEN: peak}
+
+
+def test_a_service_that_cannot_start_stops_the_process() -> None:
+    # The same token for both demo users fails while the service starts,
+    # before the reactor runs; the process used to go on, serving nothing.
+    finished = subprocess.run(
+        [sys.executable, "-m", "twisted", "--log-format", "text", "odata-clicktime", "--demo",
+         "--listen", "tcp:0:interface=127.0.0.1", "--demo-admin-token", "same", "--demo-standard-token", "same"],
+        capture_output=True, text=True, timeout=30,
+    )
+    assert "the OData service could not start" in finished.stdout + finished.stderr
