@@ -143,6 +143,14 @@ class _Context:
     resolving: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class _Shape:
+    """The size of a bound expression written out, and its depth."""
+
+    terms: int
+    depth: int
+
+
 def _too_deep(ctx: _Context, pos: int) -> BadRequest:
     return _error(
         ctx.option,
@@ -186,8 +194,7 @@ class Binder:
         # uses wrote out (see _written_out), and a memo of expression sizes.
         self._used_names: set[str] = set()
         self._inlined_terms = 0
-        self._terms: dict[int, tuple[BoundExpr, int]] = {}
-        self._depths: dict[int, tuple[BoundExpr, int]] = {}
+        self._shapes: dict[int, tuple[BoundExpr, _Shape]] = {}
         # How many expressions are being bound, one inside the other.
         self._depth = 0
 
@@ -252,7 +259,7 @@ class Binder:
         if isinstance(expr, syntax.Alias):
             value, alias_ctx = self._alias_value(expr, ctx)
             bound = self._bind(value, alias_ctx)
-            self._written_out(f"@{expr.name}", self._terms_of(bound), expr.pos, ctx)
+            self._written_out(f"@{expr.name}", self._shape(bound).terms, expr.pos, ctx)
             return bound
         if isinstance(expr, syntax.ListExpr):
             return self._bind_list(expr, ctx)
@@ -288,9 +295,10 @@ class Binder:
 
     def _inline(self, computed: BoundExpr, name: str, path: syntax.Path, ctx: _Context) -> BoundExpr:
         """A computed property's expression, where its alias is used."""
-        if self._depth + self._depth_of(computed) > MAX_BOUND_DEPTH:
+        shape = self._shape(computed)
+        if self._depth + shape.depth > MAX_BOUND_DEPTH:
             raise _too_deep(ctx, path.pos)
-        self._written_out(name, self._terms_of(computed), path.pos, ctx)
+        self._written_out(name, shape.terms, path.pos, ctx)
         return computed
 
     def _written_out(self, name: str, terms: int, pos: int, ctx: _Context) -> None:
@@ -316,21 +324,14 @@ class Binder:
                 f"{MAX_INLINED_TERMS:,} terms written out; use them fewer times",
             )
 
-    def _depth_of(self, expr: BoundExpr) -> int:
-        """How deep ``expr`` is (at most MAX_BOUND_DEPTH, as the binder built it)."""
-        known = self._depths.get(id(expr))
+    def _shape(self, expr: BoundExpr) -> "_Shape":
+        """How many terms ``expr`` has written out (shared parts counted each time) and how deep it is."""
+        known = self._shapes.get(id(expr))
         if known is None:
-            depth = 1 + max((self._depth_of(part) for part in operands(expr)), default=0)
-            known = self._depths[id(expr)] = (expr, depth)
-        return known[1]
-
-    def _terms_of(self, expr: BoundExpr) -> int:
-        """How many terms ``expr`` has written out, shared parts counted each time they occur."""
-        known = self._terms.get(id(expr))
-        if known is None:
-            size = 1 + sum(self._terms_of(part) for part in operands(expr))
+            parts = [self._shape(part) for part in operands(expr)]
+            shape = _Shape(1 + sum(p.terms for p in parts), 1 + max((p.depth for p in parts), default=0))
             # The memo holds the expression too, so that its id is not reused meanwhile.
-            known = self._terms[id(expr)] = (expr, size)
+            known = self._shapes[id(expr)] = (expr, shape)
         return known[1]
 
     def _bind_path(self, path: syntax.Path, ctx: _Context) -> BoundExpr:
