@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import datetime
 import gc
+import ipaddress
 import json
 import subprocess
 import sys
 from importlib.metadata import distribution
+from pathlib import Path
 
 import pytest
 import pytest_twisted
 import treq
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from twisted.application.service import IServiceMaker
 from twisted.internet import reactor
+from twisted.internet.ssl import Certificate
+from twisted.web.client import Agent, BrowserLikePolicyForHTTPS
 from twisted.plugin import getPlugins
 from twisted.python import usage
 from twisted.web.server import Site
@@ -95,6 +104,61 @@ async def test_demo_serves_a_generated_company(capfd) -> None:
         assert console.code == 200 and "text/html" in console.headers.getRawHeaders("content-type")[0]
         demo = await treq.get(root + "console/demo-tokens")
         assert demo.code == 200 and "demo-standard" in await demo.text()
+    finally:
+        await service.stopService()
+
+
+def _self_signed(folder: Path) -> tuple[Path, Path]:
+    """A key and a certificate for 127.0.0.1, valid for a day."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    key_file, certificate_file = folder / "key.pem", folder / "cert.pem"
+    key_file.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    certificate_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    return key_file, certificate_file
+
+
+@pytest_twisted.ensureDeferred
+async def test_listens_on_a_tls_endpoint_and_links_over_https(tmp_path: Path) -> None:
+    key_file, certificate_file = _self_signed(tmp_path)
+    options = _service_maker().options()
+    options.parseOptions(
+        ["--demo", "--demo-entries", "30", "--demo-admin-token", "demo-admin",
+         "--listen", f"ssl:0:interface=127.0.0.1:privateKey={key_file}:certKey={certificate_file}"]
+    )
+    service = _service_maker().makeService(options)
+    service.startService()
+    try:
+        root = await service.started()
+        assert root.startswith("https://127.0.0.1:")
+        trusted = Certificate.loadPEM(certificate_file.read_bytes())
+        client = treq.client.HTTPClient(Agent(reactor, BrowserLikePolicyForHTTPS(trustRoot=trusted)))
+        response = await client.get(
+            root + "TimeEntries?$select=ID",
+            headers={"Authorization": basic("demo-admin"), "Prefer": "odata.maxpagesize=20"},
+        )
+        page = await response.json()
+        assert response.code == 200 and len(page["value"]) == 20
+        # Clients follow these links: they must stay on TLS.
+        assert page["@odata.context"] == root + "$metadata#TimeEntries(ID)"
+        assert page["@odata.nextLink"].startswith(root + "TimeEntries?")
+        following = await client.get(page["@odata.nextLink"], headers={"Authorization": basic("demo-admin")})
+        assert len((await following.json())["value"]) == 10
     finally:
         await service.stopService()
 
