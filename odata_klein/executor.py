@@ -122,6 +122,16 @@ class RowStream:
         writes = encoder is not None and encoder.plain_fields is not None and row_filter.empty
         self._encoder = encoder if writes else None
         self._writer: Optional[tuple[RecordReader, Callable[[Any], str]]] = None
+        self._scanned: Cursor = None
+
+    @property
+    def scanned(self) -> Cursor:
+        """
+        The cursor after the last row read from the provider, kept or not
+        (None before the first): where to resume once every batch handed
+        out has been dealt with.
+        """
+        return self._scanned
 
     @property
     def writes(self) -> bool:
@@ -137,6 +147,8 @@ class RowStream:
         except StopAsyncIteration:
             self._closed = True
             return None
+        if len(batch.cursors):
+            self._scanned = batch.cursors[-1]
         reader = batch.reader
         if self._encoder is not None:
             write = self._writer_for(reader) if reader is not None else self._encoder.encode

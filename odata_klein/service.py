@@ -71,7 +71,7 @@ from .negotiation import (
     negotiate_metadata,
 )
 from .ordering import first_rows, order_key, sorted_batches
-from .pagetext import PageEnd, page_chunks, resumed
+from .pagetext import DEFAULT_PAGE_SECONDS, PageEnd, TimeLimit, page_chunks, resumed
 from .parser import QueryParser
 from .preferences import Preferences, parse_prefer
 from .resource import bind_path
@@ -283,7 +283,12 @@ class ODataService:
         clock: Optional[IReactorTime] = None,
         console: Optional[IResource] = None,
         read_ahead_pages: int = 8,
+        page_seconds: Optional[float] = DEFAULT_PAGE_SECONDS,
     ) -> None:
+        """
+        ``page_seconds``: how long a page may take to fill before it ends
+        with the entities found so far and a nextLink (None: no limit).
+        """
         install_header_spellings()
         self.console = console
         if clock is None:
@@ -292,6 +297,7 @@ class ODataService:
         self._sort_memory_rows = sort_memory_rows
         self._provider = provider
         self._page_size = page_size
+        self._page_seconds = page_seconds
         self._max_page_size = max(max_page_size, page_size)
         self._public_url = public_url.rstrip("/") + "/" if public_url else None
         self._parser = QueryParser()
@@ -726,6 +732,7 @@ class ODataService:
                 attach_related=attach_related,
                 end=end,
                 guard=writer.guarded,
+                time_limit=self._time_limit(stream) if page_size is not None else None,
             )
         next_link = None
         handed_over = False
@@ -788,8 +795,15 @@ class ODataService:
             encode=encode,
             attach_related=attach_related,
             end=state.end,
+            time_limit=self._time_limit(stream),
         )
         self._read_aheads.start(key, chunks, state, release=lambda: _closing(stream))
+
+    def _time_limit(self, stream: RowStream) -> Optional[TimeLimit]:
+        """When a page of ``stream``'s rows ends on time, if ever."""
+        if self._page_seconds is None:
+            return None
+        return TimeLimit(self._clock, self._page_seconds, lambda: stream.scanned)
 
     @staticmethod
     def _attacher(

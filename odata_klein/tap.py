@@ -21,6 +21,7 @@ from twisted.python import usage
 from zope.interface import implementer
 
 from .interfaces import IProviderFactory, RunningProvider
+from .pagetext import DEFAULT_PAGE_SECONDS
 from .plugins import find_provider_factory
 
 if TYPE_CHECKING:
@@ -56,6 +57,13 @@ def options_for(factory: IProviderFactory) -> type[usage.Options]:
                 "read-ahead-pages", None, 8,
                 "How many next pages may be read ahead at once for clients paging through results, "
                 "so that a page is ready when its nextLink is followed (0: none).",
+                whole_number(0),
+            ],
+            [
+                "page-seconds", None, DEFAULT_PAGE_SECONDS,
+                "How long a page may take to fill: when the service itself filters out most rows, a page "
+                "ends after this many seconds with the entities found so far and a nextLink, so that "
+                "clients and proxies never wait too long for an answer (0: after every upstream page).",
                 whole_number(0),
             ],
             [
@@ -101,6 +109,7 @@ class ODataServerService(Service):
             page_size=self._options["page-size"],
             public_url=self._options["public-url"],
             read_ahead_pages=self._options["read-ahead-pages"],
+            page_seconds=self._options["page-seconds"],
             console=console_resource(
                 basic_user=self._running.basic_user or "",
                 realm=self._running.provider.realm,

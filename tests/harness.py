@@ -119,6 +119,7 @@ async def start_stack(
     deadline: float = 6.0,
     pushdown: bool = True,
     read_ahead_pages: int = 8,
+    page_seconds: Optional[float] = None,
 ) -> Stack:
     company = company or small_company()
     simulator = await start_simulator(reactor, company)
@@ -131,7 +132,8 @@ async def start_stack(
         backoff=lambda attempt: 0.01,
     )
     provider = ClickTimeProvider(reactor, client, pushdown=pushdown)
-    service = ODataService(provider, page_size=page_size, read_ahead_pages=read_ahead_pages)
+    # No time limit on pages unless asked: a slow test machine must not cut pages short.
+    service = ODataService(provider, page_size=page_size, read_ahead_pages=read_ahead_pages, page_seconds=page_seconds)
     port = reactor.listenTCP(0, service.site(), interface="127.0.0.1")
     return Stack(company, simulator, provider, port, f"http://127.0.0.1:{port.getHost().port}/", service)
 

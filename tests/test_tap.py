@@ -60,19 +60,20 @@ def test_options() -> None:
     )
     assert not options["demo"]
     assert options["read-ahead-pages"] == 8
+    assert options["page-seconds"] == 30
     assert (options["upstream-pages-ahead"], options["upstream-concurrency"]) == (8, 8)
     off = _service_maker().options()
     off.parseOptions(["--read-ahead-pages", "0"])
     assert off["read-ahead-pages"] == 0
     for bad in (
         ["--page-size", "0"], ["--read-ahead-pages", "-1"], ["--upstream-pages-ahead", "0"],
-        ["--upstream-concurrency", "0"], ["--demo-entries", "-1"], ["--no-such-option"],
+        ["--upstream-concurrency", "0"], ["--demo-entries", "-1"], ["--page-seconds", "-1"], ["--no-such-option"],
     ):
         with pytest.raises(usage.UsageError):
             _service_maker().options().parseOptions(bad)
     help_text = str(_service_maker().options())
     for option in (
-        "--listen", "--upstream", "--page-size", "--read-ahead-pages", "--upstream-pages-ahead",
+        "--listen", "--upstream", "--page-size", "--page-seconds", "--read-ahead-pages", "--upstream-pages-ahead",
         "--upstream-concurrency", "--reference-ttl", "--demo", "--demo-entries", "--demo-admin-token",
     ):
         assert option in help_text

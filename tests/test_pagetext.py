@@ -1,0 +1,140 @@
+"""
+Pages that end on time: a page the service fills by filtering out most rows
+ends after its time with the rows it has and resumes after the last row
+scanned, first with a fake clock, then through the real stack, where
+following every nextLink must give exactly the rows of an unlimited read.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any, Optional
+from urllib.parse import quote
+
+import pytest_twisted
+import treq
+from twisted.internet.task import Clock
+
+from harness import ADMIN_TOKEN, basic, records_of, small_company, start_stack
+from odata_klein.pagetext import Batch, PageEnd, TimeLimit, page_chunks
+
+
+class Scan:
+    """
+    Upstream batches of ``size`` rows numbered from 1 (a row's cursor is
+    its number), of which only the multiples of ``keep_every`` are kept;
+    every batch takes ``seconds`` on ``clock``.
+    """
+
+    def __init__(self, clock: Clock, *, rows: int, size: int, keep_every: int, seconds: float) -> None:
+        self.clock = clock
+        self.rows, self.size, self.keep_every, self.seconds = rows, size, keep_every, seconds
+        self.scanned: Optional[int] = None
+
+    async def next_batch(self) -> Batch:
+        start = 1 if self.scanned is None else self.scanned + 1
+        if start > self.rows:
+            return None
+        numbers = range(start, min(start + self.size, self.rows + 1))
+        self.clock.advance(self.seconds)
+        self.scanned = numbers[-1]
+        return [(str(n), n) for n in numbers if n % self.keep_every == 0]
+
+
+async def read_page(scan: Scan, *, seconds: Optional[float], skip: int = 0, take: Optional[int] = None) -> tuple[list[int], PageEnd]:
+    end = PageEnd()
+    limit = TimeLimit(scan.clock, seconds, lambda: scan.scanned) if seconds is not None else None
+    chunks = [
+        chunk
+        async for chunk in page_chunks(
+            scan.next_batch, skip=skip, take=take, encode=None, attach_related=None, end=end, time_limit=limit
+        )
+    ]
+    text = b"".join(chunks).decode()
+    return ([int(n) for n in text.split(",")] if text else []), end
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_page_ends_after_the_batch_during_which_its_time_ran_out() -> None:
+    scan = Scan(Clock(), rows=100, size=10, keep_every=7, seconds=10)
+    rows, end = await read_page(scan, seconds=25, take=1000)
+    # Batches end at 10, 20 and 30 seconds: the third is the last.
+    assert rows == [7, 14, 21, 28]
+    assert (end.more, end.last_cursor, end.emitted, end.rest) == (True, 30, 4, [])
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_page_that_found_nothing_in_its_time_resumes_after_what_it_scanned() -> None:
+    scan = Scan(Clock(), rows=100, size=10, keep_every=1000, seconds=10)
+    rows, end = await read_page(scan, seconds=0, take=1000)
+    assert rows == [] and (end.more, end.last_cursor) == (True, 10)
+
+
+@pytest_twisted.ensureDeferred
+async def test_rows_to_skip_are_skipped_before_a_page_may_end_on_time() -> None:
+    # $skip does not travel in a nextLink: the page goes on until it is used up.
+    scan = Scan(Clock(), rows=100, size=10, keep_every=7, seconds=10)
+    rows, end = await read_page(scan, seconds=0, skip=5, take=1000)
+    # 7, 14, 21 and 28, then 35 in the fourth batch, are skipped.
+    assert rows == [] and (end.more, end.last_cursor) == (True, 40)
+    rows, end = await read_page(Scan(Clock(), rows=100, size=10, keep_every=7, seconds=10), seconds=0, skip=3)
+    assert rows == [28] and (end.more, end.last_cursor) == (True, 30)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_page_that_fills_in_time_ends_as_without_a_limit() -> None:
+    scan = Scan(Clock(), rows=100, size=10, keep_every=2, seconds=1)
+    rows, end = await read_page(scan, seconds=25, take=8)
+    assert rows == [2, 4, 6, 8, 10, 12, 14, 16]
+    assert (end.more, end.last_cursor, [cursor for _, cursor in end.rest]) == (True, 16, [18, 20])
+    whole, unlimited = await read_page(Scan(Clock(), rows=100, size=10, keep_every=2, seconds=100), seconds=None)
+    assert whole == list(range(2, 101, 2)) and not unlimited.more
+
+
+# --- through the service -----------------------------------------------------------------------------
+
+
+async def read_all(url: str, page_size: Optional[int] = None) -> tuple[list[str], list[int]]:
+    """The IDs of every page from ``url`` on, following nextLinks, and each page's size."""
+    headers = {"Authorization": basic(ADMIN_TOKEN)}
+    if page_size is not None:
+        headers["Prefer"] = f"odata.maxpagesize={page_size}"
+    ids: list[str] = []
+    sizes: list[int] = []
+    next_url: Optional[str] = url
+    while next_url is not None:
+        response = await treq.get(next_url, headers=headers)
+        page: dict[str, Any] = await response.json()
+        assert response.code == 200, page
+        ids += [row["ID"] for row in page["value"]]
+        sizes.append(len(page["value"]))
+        next_url = page.get("@odata.nextLink")
+    return ids, sizes
+
+
+@pytest_twisted.ensureDeferred
+async def test_pages_ending_on_time_together_hold_exactly_the_matching_rows() -> None:
+    company = small_company(entries=2500)
+    # No time at all: every page ends after one upstream page of 500 entries.
+    stack = await start_stack(company, page_size=1000, page_seconds=0)
+    try:
+        # The service evaluates this filter itself: ClickTime has no such filter.
+        matching = [entry.ID for entry in records_of(company, "TimeEntries") if entry.Hours > Decimal(6)]
+        assert 0 < len(matching) < 500
+        ids, sizes = await read_all(stack.url + "TimeEntries?$select=ID&$filter=" + quote("Hours gt 6"))
+        assert ids == matching
+        assert len(sizes) >= 5 and max(sizes) < len(matching)
+        # $top counts across pages; $skip is used up before a page may end.
+        ids, _ = await read_all(stack.url + "TimeEntries?$select=ID&$top=100&$skip=40&$filter=" + quote("Hours gt 6"))
+        assert ids == matching[40:140]
+        # Pages that end on their size leave rows for the next, read ahead:
+        # those come first, and the page after them ends on time.  (The
+        # first page's stream is not read on: the second asks from row 201.)
+        everything = [entry.ID for entry in records_of(company, "TimeEntries") if entry.Hours >= 0]
+        ids, sizes = await read_all(
+            stack.url + "TimeEntries?$select=ID&$filter=" + quote("Hours ge 0") + "&$top=2400", page_size=200
+        )
+        assert ids == everything[:2400]
+        assert sizes[:7] == [200, 200, 200, 100, 200, 200, 100]
+    finally:
+        await stack.stop()
