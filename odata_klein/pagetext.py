@@ -42,6 +42,8 @@ class PageEnd:
     more: bool = False
     # The rows read after the last one emitted (the next page's first).
     rest: list[tuple[Row, Cursor]] = field(default_factory=list)
+    # Rows still to skip after ``last_cursor``, when the page ended on time while skipping.
+    skip_left: int = 0
 
 
 @dataclass(frozen=True)
@@ -49,8 +51,7 @@ class TimeLimit:
     """
     End a page ``seconds`` after it starts, at the end of the batch then
     being read, resuming at ``scanned()``: the cursor after the last row
-    read, kept or not.  Not while rows are still being skipped (``$skip``
-    does not travel in a nextLink).
+    read, kept or not.
     """
 
     clock: IReactorTime
@@ -102,9 +103,10 @@ async def page_chunks(
             batch = batch[: take - end.emitted]
         if batch:
             yield await _encoded(batch, encode, attach_related, end, guard)
-        if resume_at is not None and not end.more and not skip and (cursor := resume_at()) is not None:
+        if resume_at is not None and not end.more and (cursor := resume_at()) is not None:
             end.more = True
             end.last_cursor = cursor
+            end.skip_left = skip
 
 
 async def _encoded(

@@ -647,7 +647,8 @@ class ODataService:
             if options.skiptoken is not None
             else None
         )
-        skip = 0 if token is not None else (options.skip or 0)
+        # A nextLink carries $skip only when its page ended on time while skipping.
+        skip = options.skip or 0
         top = options.top
         count = await executor.count(source, user_filter, search) if options.count else None
         # A result ordered other than the provider's way is sorted whole and
@@ -676,7 +677,7 @@ class ODataService:
         # ($top of them); otherwise for one more than the page shows.
         goes_on = read_ahead_key is not None
         if goes_on:
-            rows_wanted = None if top is None else top + 1
+            rows_wanted = None if top is None else skip + top + 1
         else:
             rows_wanted = skip + take + 1 if take is not None else None
         close: Callable[[], Awaitable[None]]
@@ -742,12 +743,14 @@ class ODataService:
                 await writer.write(chunk)
             if end.more and page_size is not None and (top is None or top > end.emitted):
                 top_left = top - end.emitted if top is not None else None
-                next_link = self._next_link(exchange, raw_path, pairs, top_left, SkipToken(end.last_cursor, page_size))
+                next_link = self._next_link(
+                    exchange, raw_path, pairs, top_left, end.skip_left, SkipToken(end.last_cursor, page_size)
+                )
                 if goes_on:
                     take_next = page_size if top_left is None else min(page_size, top_left)
                     self._read_ahead(
                         exchange, next_link, fmt, executor, stream, stream_trace, end.rest, encode,
-                        attach_related, take_next,
+                        attach_related, end.skip_left, take_next,
                     )
                     handed_over = True
         finally:
@@ -778,6 +781,7 @@ class ODataService:
         rest: list[tuple[Row, Any]],
         encode: Optional[Callable[[Row], str]],
         attach_related: Optional[Callable[[list[Row]], Coroutine[Any, Any, None]]],
+        skip: int,
         take: int,
     ) -> None:
         """
@@ -790,7 +794,7 @@ class ODataService:
         stream_trace.forward_to(state.trace)
         chunks = page_chunks(
             resumed(rest, stream.next),
-            skip=0,
+            skip=skip,
             take=take,
             encode=encode,
             attach_related=attach_related,
@@ -855,11 +859,14 @@ class ODataService:
         raw_path: str,
         pairs: Sequence[tuple[str, str]],
         top_left: Optional[int],
+        skip_left: int,
         token: SkipToken,
     ) -> str:
         kept = [(name, value) for name, value in pairs if _option_name(name) not in _PAGING_OPTIONS]
         if top_left is not None:
             kept.append(("$top", str(top_left)))
+        if skip_left:
+            kept.append(("$skip", str(skip_left)))
         kept.append(("$skiptoken", encode_skiptoken(token)))
         return exchange.service_root + raw_path.lstrip("/") + "?" + encode_query(kept)
 

@@ -71,14 +71,13 @@ async def test_a_page_that_found_nothing_in_its_time_resumes_after_what_it_scann
 
 
 @pytest_twisted.ensureDeferred
-async def test_rows_to_skip_are_skipped_before_a_page_may_end_on_time() -> None:
-    # $skip does not travel in a nextLink: the page goes on until it is used up.
+async def test_a_page_ending_on_time_while_skipping_tells_how_many_rows_are_left_to_skip() -> None:
     scan = Scan(Clock(), rows=100, size=10, keep_every=7, seconds=10)
     rows, end = await read_page(scan, seconds=0, skip=5, take=1000)
-    # 7, 14, 21 and 28, then 35 in the fourth batch, are skipped.
-    assert rows == [] and (end.more, end.last_cursor) == (True, 40)
-    rows, end = await read_page(Scan(Clock(), rows=100, size=10, keep_every=7, seconds=10), seconds=0, skip=3)
-    assert rows == [28] and (end.more, end.last_cursor) == (True, 30)
+    # 7 is skipped in the first batch; 14, 21, 28 and 35 are still to skip.
+    assert rows == [] and (end.more, end.last_cursor, end.skip_left) == (True, 10, 4)
+    rows, end = await read_page(Scan(Clock(), rows=100, size=10, keep_every=7, seconds=10), seconds=25, skip=3)
+    assert rows == [28] and (end.more, end.last_cursor, end.skip_left) == (True, 30, 0)
 
 
 @pytest_twisted.ensureDeferred
@@ -124,9 +123,16 @@ async def test_pages_ending_on_time_together_hold_exactly_the_matching_rows() ->
         ids, sizes = await read_all(stack.url + "TimeEntries?$select=ID&$filter=" + quote("Hours gt 6"))
         assert ids == matching
         assert len(sizes) >= 5 and max(sizes) < len(matching)
-        # $top counts across pages; $skip is used up before a page may end.
-        ids, _ = await read_all(stack.url + "TimeEntries?$select=ID&$top=100&$skip=40&$filter=" + quote("Hours gt 6"))
-        assert ids == matching[40:140]
+        # $top counts across pages, and what is left of $skip goes on in the nextLink.
+        skip = len(matching) // 2
+        url = stack.url + f"TimeEntries?$select=ID&$top=100&$skip={skip}&$filter=" + quote("Hours gt 6")
+        ids, sizes = await read_all(url)
+        assert ids == matching[skip : skip + 100]
+        assert sizes[0] == 0
+        # Without a filter too: the page read on asks ClickTime for the rows to skip as well.
+        ids, sizes = await read_all(stack.url + "TimeEntries?$select=ID&$skip=1200&$top=100")
+        assert ids == [entry.ID for entry in records_of(company, "TimeEntries")][1200:1300]
+        assert sizes[:2] == [0, 0]
         # Pages that end on their size leave rows for the next, read ahead:
         # those come first, and the page after them ends on time.  (The
         # first page's stream is not read on: the second asks from row 201.)
