@@ -30,9 +30,11 @@ from urllib.parse import unquote
 
 from klein import Klein
 from twisted.internet.defer import DeferredSemaphore, ensureDeferred
-from twisted.internet.interfaces import IReactorThreads, IReactorTime, ITCPTransport
+from twisted.internet.interfaces import IDelayedCall, IReactorThreads, IReactorTime, ITCPTransport
+from twisted.internet.protocol import connectionDone
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 from twisted.web.resource import EncodingResourceWrapper, IResource
 from twisted.web.http import HTTPChannel
@@ -956,18 +958,61 @@ MAX_REQUEST_HEAD = 1024 * 1024
 # sending before it is closed.
 _DRAIN_SECONDS = 15
 
+# How long a client may take to send a request's head, from its first byte
+# (nginx's client_header_timeout).  Twisted only bounds the wait between two
+# bytes (60 s), so a client sending a byte now and then could hold a
+# connection for ever, and enough of them every file descriptor the service has.
+HEAD_SECONDS = 60.0
+
 
 class _ODataChannel(HTTPChannel):
     MAX_LENGTH = MAX_REQUEST_HEAD
     totalHeadersSize = MAX_REQUEST_HEAD
+    site: "ODataSite"
+    _head_deadline: Optional[IDelayedCall] = None
+
+    def dataReceived(self, data: bytes) -> None:
+        # Bytes read as lines start a head, perhaps one whose first line
+        # trickles in.  (While a request is being answered, Twisted reads in
+        # raw mode and keeps what comes for when the answer is done.)
+        if self.line_mode:
+            self._start_head_deadline()
+        super().dataReceived(data)
+
+    def lineReceived(self, line: bytes) -> None:
+        # A head sent right behind another, in the same bytes, starts here.
+        if line:
+            self._start_head_deadline()
+        super().lineReceived(line)
+
+    def _start_head_deadline(self) -> None:
+        if self._head_deadline is None:
+            self._head_deadline = self.callLater(self.site.head_seconds, self._head_too_slow)
+
+    def allHeadersReceived(self) -> None:
+        self._stop_head_deadline()
+        super().allHeadersReceived()
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self._stop_head_deadline()
+        super().connectionLost(reason)
+
+    def _stop_head_deadline(self) -> None:
+        if self._head_deadline is not None:
+            if self._head_deadline.active():
+                self._head_deadline.cancel()
+            self._head_deadline = None
+
+    def _head_too_slow(self) -> None:
+        self._head_deadline = None
+        seconds = self.site.head_seconds
+        self._refuse(408, "Request Timeout", "RequestTimeout", f"the request head took longer than {seconds:g} seconds")
 
     def lineLengthExceeded(self, line: bytes) -> None:
         """
         A request line or header line longer than `MAX_REQUEST_HEAD`: Twisted
         would close the connection without a word.  Answer as for any error
-        (414 for a URL, 431 for a header), then stop writing and drop what
-        else comes: a client still sending would otherwise meet a reset, and
-        lose the answer with it.
+        (414 for a URL, 431 for a header).
         """
         if _REQUEST_LINE_START.match(line):
             status, reason, code = 414, "URI Too Long", "URITooLong"
@@ -975,7 +1020,16 @@ class _ODataChannel(HTTPChannel):
         else:
             status, reason, code = 431, "Request Header Fields Too Large", "RequestHeaderFieldsTooLarge"
             what = "a request header is"
-        error = ODataError(f"{what} longer than {MAX_REQUEST_HEAD:,} bytes", code=code)
+        self._refuse(status, reason, code, f"{what} longer than {MAX_REQUEST_HEAD:,} bytes")
+
+    def _refuse(self, status: int, reason: str, code: str, message: str) -> None:
+        """
+        Answer a request whose head could not be read with an OData error,
+        then stop writing and drop what else comes: a client still sending
+        would otherwise meet a reset, and lose the answer with it.
+        """
+        self._stop_head_deadline()
+        error = ODataError(message, code=code)
         body = json.dumps(error.to_json()).encode("utf-8")
         head = (
             f"HTTP/1.1 {status} {reason}\r\n{ODATA_VERSION_HEADER}: {ODATA_VERSION}\r\n"
@@ -1048,6 +1102,11 @@ class ODataSite(Site):
 
     noisy = False
     protocol = _ODataChannel
+
+    def __init__(self, resource: IResource, *, head_seconds: float = HEAD_SECONDS) -> None:
+        """``head_seconds``: how long a client may take to send a request's head (408 beyond)."""
+        super().__init__(resource)
+        self.head_seconds = head_seconds
 
     def log(self, request: Any) -> None:
         pass

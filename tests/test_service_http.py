@@ -17,9 +17,10 @@ from twisted.internet import reactor, threads
 from twisted.web.client import Agent
 from twisted.web.http_headers import Headers
 
-from odata_klein.service import MAX_REQUEST_HEAD, ODataService
+from odata_klein.service import MAX_REQUEST_HEAD, ODataService, ODataSite
 from odata_klein_console import console_resource
 from csdl_validation import validate_json, validate_xml_40, validate_xml_401
+from odata_klein_plugins.clicktime.simulator import FaultRule
 from harness import ADMIN_TOKEN, POWER_BI_HEADERS, STANDARD_TOKEN, LogCapture, Stack, basic, records_of, start_stack
 
 ENTITY_SETS = ("TimeEntries", "Users", "Jobs", "Clients", "Tasks", "Divisions", "Timesheets")
@@ -108,6 +109,38 @@ async def test_a_request_head_over_the_limit_gets_an_odata_error(
     assert b"OData-Version: 4.0" in response_head.split(b"\r\n")
     assert json.loads(body)["error"]["code"] == code
     assert (await stack.get("Divisions")).code == 200
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_request_head_that_trickles_in_gets_408_in_its_time(stack: Stack) -> None:
+    site = ODataSite(stack.service.resource(), head_seconds=0.2)
+    port = reactor.listenTCP(0, site, interface="127.0.0.1")
+    try:
+        slow = Stack(stack.company, stack.simulator, stack.provider, port, "", stack.service)
+        # A whole request is answered; the next, never finished, is refused.
+        health = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+        answer = await raw_exchange(slow, health + b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        first, second = answer.split(b"HTTP/1.1 408 Request Timeout\r\n")
+        assert first.startswith(b"HTTP/1.1 200 OK") and b'{"status":"ok"}' in first
+        head, _, body = second.partition(b"\r\n\r\n")
+        assert b"OData-Version: 4.0" in head.split(b"\r\n")
+        assert json.loads(body)["error"] == {
+            "code": "RequestTimeout", "message": "the request head took longer than 0.2 seconds",
+            "target": None, "details": [],
+        }
+        # A request line that never ends is a head too.
+        answer = await raw_exchange(slow, b"GET /hea")
+        assert answer.startswith(b"HTTP/1.1 408 Request Timeout\r\n")
+        # A head sent while an earlier request is answered (here for longer
+        # than a head may take) has its time from when the answer is done.
+        stack.simulator.faults.add(FaultRule("slow", path="/v2/TimeEntries", delay=1.0))
+        request = f"GET /TimeEntries?$top=1 HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: {basic(ADMIN_TOKEN)}\r\n\r\n"
+        answer = await raw_exchange(slow, request.encode() + b"GET /health HTTP/1.1\r\n")
+        first, second = answer.split(b"HTTP/1.1 408 Request Timeout\r\n")
+        # The whole answer, to its last chunk, came first.
+        assert first.startswith(b"HTTP/1.1 200 OK\r\n") and first.endswith(b"]}\r\n0\r\n\r\n")
+    finally:
+        await port.stopListening()
 
 
 @pytest_twisted.ensureDeferred
