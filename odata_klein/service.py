@@ -11,7 +11,6 @@ client takes a cut-off result for a complete one.
 from __future__ import annotations
 
 import json
-import re
 import time
 from dataclasses import dataclass, field
 from typing import (
@@ -30,14 +29,11 @@ from urllib.parse import unquote
 
 from klein import Klein
 from twisted.internet.defer import DeferredSemaphore, ensureDeferred
-from twisted.internet.interfaces import IDelayedCall, IReactorThreads, IReactorTime, ITCPTransport
-from twisted.internet.protocol import connectionDone
+from twisted.internet.interfaces import IReactorThreads, IReactorTime
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 from twisted.web.resource import EncodingResourceWrapper, IResource
-from twisted.web.http import HTTPChannel
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 
@@ -88,6 +84,7 @@ from .serializer import (
     raw_value,
 )
 from .servicedoc import service_document
+from .site import ODataSite
 from .skiptoken import SkipToken, decode_skiptoken, encode_skiptoken
 from .streaming import ClientGone, ResponseStream
 from .syntax import QueryOptions
@@ -948,113 +945,6 @@ class ODataService:
         request.write(body.encode("utf-8"))
 
 
-# Request lines and headers up to this size are read: BI tools send long
-# filters (Power BI's or-lists of slicer values), and Twisted's own limit of
-# 16 KiB would answer them with a bare 400.
-MAX_REQUEST_HEAD = 1024 * 1024
-
-
-# How long a connection whose request was refused as too long may go on
-# sending before it is closed.
-_DRAIN_SECONDS = 15
-
-# How long a client may take to send a request's head, from its first byte
-# (nginx's client_header_timeout).  Twisted only bounds the wait between two
-# bytes (60 s), so a client sending a byte now and then could hold a
-# connection for ever, and enough of them every file descriptor the service has.
-HEAD_SECONDS = 60.0
-
-
-class _ODataChannel(HTTPChannel):
-    MAX_LENGTH = MAX_REQUEST_HEAD
-    totalHeadersSize = MAX_REQUEST_HEAD
-    site: "ODataSite"
-    _head_deadline: Optional[IDelayedCall] = None
-
-    def dataReceived(self, data: bytes) -> None:
-        # Bytes read as lines start a head, perhaps one whose first line
-        # trickles in.  (While a request is being answered, Twisted reads in
-        # raw mode and keeps what comes for when the answer is done.)
-        if self.line_mode:
-            self._start_head_deadline()
-        super().dataReceived(data)
-
-    def lineReceived(self, line: bytes) -> None:
-        # A head sent right behind another, in the same bytes, starts here.
-        if line:
-            self._start_head_deadline()
-        super().lineReceived(line)
-
-    def _start_head_deadline(self) -> None:
-        if self._head_deadline is None:
-            self._head_deadline = self.callLater(self.site.head_seconds, self._head_too_slow)
-
-    def allHeadersReceived(self) -> None:
-        self._stop_head_deadline()
-        super().allHeadersReceived()
-
-    def connectionLost(self, reason: Failure = connectionDone) -> None:
-        self._stop_head_deadline()
-        super().connectionLost(reason)
-
-    def _stop_head_deadline(self) -> None:
-        if self._head_deadline is not None:
-            if self._head_deadline.active():
-                self._head_deadline.cancel()
-            self._head_deadline = None
-
-    def _head_too_slow(self) -> None:
-        self._head_deadline = None
-        seconds = self.site.head_seconds
-        self._refuse(408, "Request Timeout", "RequestTimeout", f"the request head took longer than {seconds:g} seconds")
-
-    def lineLengthExceeded(self, line: bytes) -> None:
-        """
-        A request line or header line longer than `MAX_REQUEST_HEAD`: Twisted
-        would close the connection without a word.  Answer as for any error
-        (414 for a URL, 431 for a header).
-        """
-        if _REQUEST_LINE_START.match(line):
-            status, reason, code = 414, "URI Too Long", "URITooLong"
-            what = "the URL is"
-        else:
-            status, reason, code = 431, "Request Header Fields Too Large", "RequestHeaderFieldsTooLarge"
-            what = "a request header is"
-        self._refuse(status, reason, code, f"{what} longer than {MAX_REQUEST_HEAD:,} bytes")
-
-    def _refuse(self, status: int, reason: str, code: str, message: str) -> None:
-        """
-        Answer a request whose head could not be read with an OData error,
-        then stop writing and drop what else comes: a client still sending
-        would otherwise meet a reset, and lose the answer with it.
-        """
-        self._stop_head_deadline()
-        error = ODataError(message, code=code)
-        body = json.dumps(error.to_json()).encode("utf-8")
-        head = (
-            f"HTTP/1.1 {status} {reason}\r\n{ODATA_VERSION_HEADER}: {ODATA_VERSION}\r\n"
-            f"Content-Type: application/json;charset=utf-8\r\nContent-Length: {len(body)}\r\n"
-            "Connection: close\r\n\r\n"
-        )
-        transport = self.transport
-        assert transport is not None
-        transport.write(head.encode("ascii") + body)
-        self.dataReceived = _drop  # type: ignore[method-assign]
-        if ITCPTransport.providedBy(transport):
-            transport.loseWriteConnection()  # type: ignore[attr-defined]
-            self.setTimeout(_DRAIN_SECONDS)
-        else:
-            transport.loseConnection()
-
-
-def _drop(data: bytes) -> None:
-    """What a refused connection does with what it is still sent."""
-
-
-# The start of a request line: its method and a space.
-_REQUEST_LINE_START = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+ ")
-
-
 class _Root(Resource):
     """
     The site's root: the service's own routes (``/health``) go to its Klein
@@ -1093,28 +983,9 @@ class _Root(Resource):
 _APP_PATHS = frozenset({b"/health"})
 
 
-class ODataSite(Site):
-    """
-    A Site whose access log is the service's own (one line per request, with
-    upstream counts), and that reads request heads up to `MAX_REQUEST_HEAD`.
-    HTTP/2 is not offered (it would need the ``h2`` package and TLS).
-    """
-
-    noisy = False
-    protocol = _ODataChannel
-
-    def __init__(self, resource: IResource, *, head_seconds: float = HEAD_SECONDS) -> None:
-        """``head_seconds``: how long a client may take to send a request's head (408 beyond)."""
-        super().__init__(resource)
-        self.head_seconds = head_seconds
-
-    def log(self, request: Any) -> None:
-        pass
-
-
 def _target(request: IRequest) -> str:
     return request.uri.decode("utf-8", errors="replace")
 
 
 
-__all__ = ["ODataService", "ODataSite", "split_query"]
+__all__ = ["ODataService", "split_query"]

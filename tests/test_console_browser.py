@@ -27,7 +27,8 @@ from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource, Resource
 
 from harness import ADMIN_TOKEN, STANDARD_TOKEN, small_company, start_stack
-from odata_klein.service import ODataService, ODataSite
+from odata_klein.service import ODataService
+from odata_klein.site import ODataSite
 from odata_klein_console import console_resource
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -17,7 +17,8 @@ from twisted.internet import reactor, threads
 from twisted.web.client import Agent
 from twisted.web.http_headers import Headers
 
-from odata_klein.service import MAX_REQUEST_HEAD, ODataService, ODataSite
+from odata_klein.service import ODataService
+from odata_klein.site import MAX_REQUEST_HEAD, ODataSite
 from odata_klein_console import console_resource
 from csdl_validation import validate_json, validate_xml_40, validate_xml_401
 from odata_klein_plugins.clicktime.simulator import FaultRule
@@ -97,9 +98,15 @@ async def test_exactly_one_odata_version_header_spelled_right(stack: Stack) -> N
         (b"GET /TimeEntries?$filter=" + b"x" * MAX_REQUEST_HEAD, b"414 URI Too Long", "URITooLong"),
         (b"GET /TimeEntries HTTP/1.1\r\nX-Big: " + b"y" * MAX_REQUEST_HEAD, b"431 Request Header Fields Too Large",
          "RequestHeaderFieldsTooLarge"),
+        # Headers each under the limit, over it together.
+        (b"GET /TimeEntries HTTP/1.1\r\n" + b"".join(b"X-Part-%d: " % n + b"z" * 200_000 + b"\r\n" for n in range(6))
+         + b"X-Last: z", b"431 Request Header Fields Too Large", "RequestHeaderFieldsTooLarge"),
+        # What is not HTTP at all.
+        (b"GET /TimeEntries\r\nHost: x", b"400 Bad Request", "BadRequest"),
+        (b"GET /TimeEntries HTTP/1.1\r\nNo colon here", b"400 Bad Request", "BadRequest"),
     ],
 )
-async def test_a_request_head_over_the_limit_gets_an_odata_error(
+async def test_a_request_head_over_the_limit_or_unreadable_gets_an_odata_error(
     stack: Stack, head: bytes, status: bytes, code: str
 ) -> None:
     # The client is still sending when the answer comes: it must not be lost to a reset.
