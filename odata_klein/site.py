@@ -22,6 +22,7 @@ from typing import Any, Optional
 
 from twisted.internet.interfaces import IDelayedCall, ITCPTransport
 from twisted.internet.protocol import connectionDone
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.http import HTTPChannel
 from twisted.web.resource import IResource
@@ -41,6 +42,9 @@ HEAD_SECONDS = 60.0
 # How long a connection whose request was refused may go on sending before
 # it is closed.
 _DRAIN_SECONDS = 15
+
+# Beside the access log's lines: these heads never became requests.
+_log = Logger(namespace="odata_klein.access")
 
 # The start of a request line: its method and a space.
 _REQUEST_LINE_START = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+ ")
@@ -140,6 +144,11 @@ class _ODataChannel(HTTPChannel):
         )
         transport = self.transport
         assert transport is not None
+        # Nothing of the head itself is logged: it may hold a credential.
+        _log.info(
+            "- (request head refused) {status} from {peer}: {message}",
+            status=status, peer=str(transport.getPeer()), message=message,
+        )
         transport.write(head.encode("ascii") + body)
         if ITCPTransport.providedBy(transport):
             transport.loseWriteConnection()  # type: ignore[attr-defined]
