@@ -114,6 +114,8 @@ class RowStream:
     ) -> None:
         """With ``clock``, rows are checked in slices with reactor turns between them (`kept`)."""
         self._batches: AsyncIterator[Any] = result.batches()
+        # Rows to skip that the provider left out itself: the engine skips the rest.
+        self.skipped: int = getattr(result, "skipped", 0)
         self._filter = row_filter
         self._clock = clock
         self._closed = False
@@ -225,22 +227,26 @@ class Executor:
         extra_filter: Optional[BoundExpr] = None,
         *,
         resume: Optional[Cursor] = None,
+        skip: int = 0,
         limit: Optional[int] = None,
         also: Optional[Callable[[Row], bool]] = None,
         written_by: Optional[EntityEncoder] = None,
     ) -> RowStream:
         """
         Rows of ``source`` matching ``extra_filter`` and, when given, the
-        engine-only predicate ``also`` (``$search``).  ``limit`` is how many
-        matching rows the caller will read at most.  With ``written_by``,
-        rows come as their JSON text when the engine has nothing to check on
-        them (see `RowStream.writes`).
+        engine-only predicate ``also`` (``$search``).  The caller will leave
+        out ``skip`` matching rows (less what the provider left out itself,
+        `RowStream.skipped`) and read ``limit`` at most, those to skip
+        included.  With ``written_by``, rows come as their JSON text when the
+        engine has nothing to check on them (see `RowStream.writes`).
         """
         query = ProviderQuery(
             entity_set=source.entity_set.name,
             filter=conjunction([f for f in (source.filter, extra_filter) if f is not None]),
             resume=resume,
-            # The provider cannot apply ``also``: a cap on its rows would cut matches short.
+            # The provider cannot apply ``also``: a cap on its rows or a skip
+            # would count rows that do not match.
+            skip=skip if also is None else 0,
             limit=limit if also is None else None,
             parent=source.parent,
         )

@@ -63,9 +63,13 @@ class ProviderQuery:
     ``filter`` must hold for every row the engine finally returns; the provider
     applies what it can and reports the rest as `QueryResult.residual`.
     ``resume`` is a cursor the provider produced earlier (validate it: it came
-    back from a client).  ``limit`` is the most rows the engine will read after
-    filtering, a hint to avoid over-fetching (None: all).  ``properties`` are
-    the properties the engine needs in rows (None: all).
+    back from a client).  ``skip`` is how many matching rows the engine will
+    leave out first ($skip): a provider that applies the whole filter may
+    leave them out itself (ClickTime by its offset) and say how many it did
+    in `IQueryResult.skipped`.  ``limit`` is the most rows the engine will
+    read after filtering, those to skip included, a hint to avoid
+    over-fetching (None: all).  ``properties`` are the properties the engine
+    needs in rows (None: all).
     """
 
     entity_set: str
@@ -74,6 +78,7 @@ class ProviderQuery:
     limit: Optional[int] = None
     properties: Optional[frozenset[str]] = None
     parent: Optional[NavigationSource] = None
+    skip: int = 0
 
 
 @dataclass(frozen=True)
@@ -141,6 +146,11 @@ class IQueryResult(Interface):
     residual = Attribute(
         "Optional[BoundExpr]: the part of the query's filter the provider did not "
         "apply; the engine evaluates it on every row."
+    )
+
+    skipped = Attribute(
+        "int: how many of the query's ``skip`` rows the provider left out itself, "
+        "only ever when ``residual`` is None (optional: 0 when absent)."
     )
 
     def batches() -> AsyncIterator[RowBatch]:

@@ -691,6 +691,8 @@ class ODataService:
                 source,
                 user_filter,
                 resume=token.cursor if token is not None else None,
+                # A sorted result is skipped once sorted.
+                skip=skip if ordering is None else 0,
                 limit=rows_wanted if ordering is None else None,
                 also=search,
                 # Rows nothing computes on, expands or sorts can come written already.
@@ -726,7 +728,7 @@ class ODataService:
         else:
             chunks = page_chunks(
                 next_batch,
-                skip=skip,
+                skip=skip - stream.skipped,
                 take=take,
                 encode=encode,
                 attach_related=attach_related,

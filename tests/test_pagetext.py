@@ -129,10 +129,10 @@ async def test_pages_ending_on_time_together_hold_exactly_the_matching_rows() ->
         ids, sizes = await read_all(url)
         assert ids == matching[skip : skip + 100]
         assert sizes[0] == 0
-        # Without a filter too: the page read on asks ClickTime for the rows to skip as well.
+        # Without a filter ClickTime skips, by its offset: nothing is left to skip on time.
         ids, sizes = await read_all(stack.url + "TimeEntries?$select=ID&$skip=1200&$top=100")
         assert ids == [entry.ID for entry in records_of(company, "TimeEntries")][1200:1300]
-        assert sizes[:2] == [0, 0]
+        assert sizes == [100]
         # Pages that end on their size leave rows for the next, read ahead:
         # those come first, and the page after them ends on time.  (The
         # first page's stream is not read on: the second asks from row 201.)

@@ -176,6 +176,42 @@ async def test_explanation_on_request(stack: Stack) -> None:
     assert "test-admin-token" not in reply.body.decode()
 
 
+EXPLAIN = {"Prefer": 'odata.include-annotations="OdataKlein.explain"'}
+
+
+async def explained(stack: Stack, url: str, headers: dict[str, str] = EXPLAIN) -> tuple[list[str], list[dict]]:
+    """The IDs of one page, and its requests for TimeEntries pages as ClickTime got them."""
+    body = (await stack.get(q(url), headers=headers)).json()
+    calls = [call for call in body["@OdataKlein.explain"]["upstreamRequests"] if call["url"].endswith("/TimeEntries")]
+    return [row["ID"] for row in body["value"]], [dict(call["params"]) for call in calls]
+
+
+@pytest_twisted.ensureDeferred
+async def test_skip_is_clicktimes_offset_when_it_applies_the_whole_filter(stack: Stack) -> None:
+    entries = stack.company.time_entries
+    ids, calls = await explained(stack, "TimeEntries?$skip=1200&$top=100&$select=ID")
+    assert ids == [e.ID for e in entries[1200:1300]]
+    assert [(call["offset"], call["limit"]) for call in calls] == [("1200", "101")]
+    user = entries[0].UserID
+    mine = [e.ID for e in entries if e.UserID == user]
+    ids, calls = await explained(stack, f"TimeEntries?$filter=UserID eq '{user}'&$skip=20&$top=10&$select=ID")
+    assert ids == mine[20:30] and calls[0]["offset"] == "20"
+    # A filter the service evaluates: it skips the matching rows itself.
+    long_days = [e.ID for e in entries if e.Hours > 6]
+    ids, calls = await explained(stack, "TimeEntries?$filter=Hours gt 6&$skip=20&$top=10&$select=ID")
+    assert ids == long_days[20:30] and calls[0]["offset"] == "0"
+    # The service's copy of a reference set skips as well.
+    jobs = [job.ID for job in stack.company.jobs if job.IsActive]
+    rows = await all_rows(stack, "Jobs?$filter=IsActive eq true&$skip=3&$select=ID")
+    assert [row["ID"] for row in rows] == jobs[3:]
+    # $skip beside a $skiptoken: after the token's rows, also for a page that is read on.
+    pages = {"Prefer": "odata.maxpagesize=100"}
+    first = (await stack.get(q("TimeEntries?$select=ID&$top=200"), headers=pages)).json()
+    second = (await stack.get(first["@odata.nextLink"] + "&$skip=50", headers=pages)).json()
+    assert [row["ID"] for row in second["value"]] == [e.ID for e in entries[150:250]]
+    assert "@odata.nextLink" not in second  # $top is used up
+
+
 @pytest_twisted.ensureDeferred
 async def test_plus_as_a_plus_sign_and_form_encoded_spaces(stack: Stack) -> None:
     """'+' is a plus sign (offsets); a query that only parses with '+' as a space is read that way."""

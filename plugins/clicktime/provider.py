@@ -241,7 +241,7 @@ class ClickTimeSession:
         if query.parent is not None:
             return self._navigation(caller, query.parent, filter_, resume)
         if self._pushdown and filter_ is not None and info.set_name in REFERENCE_SETS:
-            cached = await self._from_copy(caller, info, filter_, resume, query.limit)
+            cached = await self._from_copy(caller, info, filter_, resume, query.skip, query.limit)
             if cached is not None:
                 return cached
         own = info.own_records_only and caller.sees_own_records_only
@@ -251,8 +251,12 @@ class ClickTimeSession:
             return ClickTimeResult(self, caller, info, path, Pushdown(residual=filter_), resume, None, single=True)
         plan = self._plan(caller, info, filter_, own) if self._pushdown else Pushdown(residual=filter_)
         path = ("/Me/" if own else "/") + info.endpoint
-        max_rows = query.limit if plan.residual is None else None
-        return ClickTimeResult(self, caller, info, path, plan, resume, max_rows)
+        if plan.residual is not None:
+            return ClickTimeResult(self, caller, info, path, plan, resume, None)
+        # Every row ClickTime sends matches: rows to skip are an offset further on.
+        skip = min(query.skip, _MAX_CURSOR - resume)
+        max_rows = None if query.limit is None else query.limit - skip
+        return ClickTimeResult(self, caller, info, path, plan, resume + skip, max_rows, skipped=skip)
 
     def _plan(self, caller: Caller, info: EntitySetInfo, filter_: Optional[BoundExpr], own: bool) -> Pushdown:
         # Under /Me every row is the caller's.
@@ -286,7 +290,7 @@ class ClickTimeSession:
         return resolved
 
     async def _from_copy(
-        self, caller: Caller, info: EntitySetInfo, filter_: BoundExpr, resume: int, limit: Optional[int]
+        self, caller: Caller, info: EntitySetInfo, filter_: BoundExpr, resume: int, skip: int, limit: Optional[int]
     ) -> Optional[CachedResult]:
         """The answer from the caller's copy of a reference set, or None when ClickTime must answer."""
         if uses_navigation(caller.model, filter_):
@@ -306,7 +310,7 @@ class ClickTimeSession:
         self._trace.pushed_down.append(
             f"answered from the cached {info.set_name}, read {self._references.age(copy):.0f} s ago"
         )
-        return CachedResult(rows, resume, limit)
+        return CachedResult(rows, resume, skip, limit)
 
     def _navigation(
         self, caller: Caller, parent: NavigationSource, filter_: Optional[BoundExpr], resume: int
@@ -377,8 +381,10 @@ class ClickTimeResult:
         *,
         single: bool = False,
         unpaged: bool = False,
+        skipped: int = 0,
     ) -> None:
         self._session = session
+        self.skipped = skipped
         self._reader = caller.readers[info.set_name]
         self._info = info
         self._path = path

@@ -222,18 +222,22 @@ class ReferenceCache:
 
 @implementer(IQueryResult)
 class CachedResult:
-    """Rows that matched a filter in a cached copy; ``resume`` cursors count positions among them."""
+    """
+    Rows that matched a filter in a cached copy, from ``resume`` on, ``skip``
+    of them left out; cursors count positions among them.
+    """
 
     residual = None
 
-    def __init__(self, rows: Sequence[Row], resume: int, limit: Optional[int]) -> None:
+    def __init__(self, rows: Sequence[Row], resume: int, skip: int, limit: Optional[int]) -> None:
         self._rows = rows
         self._resume = resume
+        self.skipped = skip
         self._limit = limit
 
     async def batches(self) -> AsyncIterator[RowBatch]:
-        start = self._resume
-        end = len(self._rows) if self._limit is None else min(len(self._rows), start + self._limit)
+        start = self._resume + self.skipped
+        end = len(self._rows) if self._limit is None else min(len(self._rows), self._resume + self._limit)
         if start < end:
             # Copies: the engine may add expanded navigation values to the rows it is given.
             yield RowBatch([dict(row) for row in self._rows[start:end]], range(start + 1, end + 1))
