@@ -153,6 +153,10 @@ class EntitySet:
     navigation_bindings: Mapping[str, str] = field(default_factory=dict)
     # Whether the set appears in the service document.
     include_in_service_document: bool = True
+    # The order the provider yields the set's rows in, as far as $orderby
+    # can rely on it: (property, descending) pairs.  An $orderby that is a
+    # prefix of it needs no sorting, and pages like an unordered read.
+    natural_order: tuple[tuple[str, bool], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,7 @@ from . import csdl
 from .accesslog import AccessRecord, log_access
 from .auth import credentials_from_header
 from .binder import Binder
-from .bound import BoundExpr
+from .bound import BoundExpr, BoundProperty
 from .compression import StreamingGzipEncoderFactory
 from .context import select_expand_fragment
 from .deferreds import settle
@@ -186,12 +186,22 @@ class _SortedBatches:
 EXPLAIN_ANNOTATION = "OdataKlein.explain"
 
 
-def _engine_work(options: QueryOptions, shape: _Shape) -> list[str]:
+def _in_natural_order(items: Sequence[tuple[BoundExpr, bool]], entity_set: EntitySet) -> bool:
+    """Whether ``$orderby`` items, bound, ask for a prefix of the order the provider yields rows in."""
+    asked = [
+        (expr.path[0], descending)
+        for expr, descending in items
+        if isinstance(expr, BoundProperty) and len(expr.path) == 1
+    ]
+    return len(asked) == len(items) and tuple(asked) == entity_set.natural_order[: len(asked)]
+
+
+def _engine_work(options: QueryOptions, shape: _Shape, sorted_whole: bool) -> list[str]:
     """What the service itself does for a collection request, beside the residual filter."""
     work = []
     if options.search is not None:
         work.append("$search on every text property")
-    if options.orderby is not None:
+    if sorted_whole:
         work.append("$orderby: the whole result sorted (spilling to disk past a threshold)")
     for node in shape.nodes:
         work.append(f"$expand {node.name}: related entities fetched in batches")
@@ -603,10 +613,12 @@ class ODataService:
         return _Shape(computed, adders, nodes, encoder, fragment)
 
     def _ordering(
-        self, model: Model, entity_set: EntitySet, entity_type: EntityType, options: QueryOptions, shape: _Shape
+        self, model: Model, source: CollectionSource, options: QueryOptions, shape: _Shape
     ) -> Optional[_Ordering]:
+        """How to sort the result; None when the provider's order is the one asked for."""
         if options.orderby is None:
             return None
+        entity_set, entity_type = source.entity_set, source.entity_type
         binder = Binder(model)
         items = [
             (
@@ -615,6 +627,9 @@ class ODataService:
             )
             for item in options.orderby
         ]
+        # Rows reached through navigation come in whatever order the provider finds them.
+        if source.parent is None and _in_natural_order(items, entity_set):
+            return None
         needs: tuple[ExpandNode, ...] = ()
         for expr, _ in items:
             needs += navigation_needed(expr, entity_set, entity_type, model)
@@ -635,7 +650,7 @@ class ODataService:
         request = exchange.request
         entity_set, entity_type = source.entity_set, source.entity_type
         shape = self._shape(exchange, model, entity_set, entity_type, options, fmt)
-        ordering = self._ordering(model, entity_set, entity_type, options, shape)
+        ordering = self._ordering(model, source, options, shape)
         user_filter = await self._bind_filter(exchange, executor, model, entity_type, options, shape.computed)
         search = compile_search(options.search, entity_type) if options.search is not None else None
         preferences = parse_prefer(request.getHeader("prefer"))
@@ -658,7 +673,7 @@ class ODataService:
         context = self._context(exchange, fmt, shape.fragment)
         explain = preferences.includes_annotation(EXPLAIN_ANNOTATION)
         if explain:
-            exchange.trace.evaluated += _engine_work(options, shape)
+            exchange.trace.evaluated += _engine_work(options, shape, sorted_whole=ordering is not None)
         # A page read ahead is only for a plain GET of a later page: its
         # reader asks for the nextLink exactly, with the same credentials and format.
         read_ahead_key = (

@@ -213,6 +213,29 @@ async def test_skip_is_clicktimes_offset_when_it_applies_the_whole_filter(stack:
 
 
 @pytest_twisted.ensureDeferred
+async def test_the_order_clicktime_lists_in_needs_no_sorting_and_pages(stack: Stack) -> None:
+    entries = stack.company.time_entries
+    newest_first = sorted(entries, key=lambda e: e.Date, reverse=True)
+    pages = {"Prefer": "odata.maxpagesize=1000"}
+    body = (await stack.get(q("TimeEntries?$orderby=Date desc&$select=ID"), headers={**pages, **EXPLAIN})).json()
+    assert not any("$orderby" in work for work in body["@OdataKlein.explain"]["evaluatedByService"])
+    assert len(body["value"]) == 1000 and "$orderby=Date%20desc" in body["@odata.nextLink"]
+    rows = await all_rows(stack, "TimeEntries?$orderby=Date desc&$select=ID,Date")
+    assert [row["ID"] for row in rows] == [e.ID for e in newest_first]
+    # Any other order is sorted, whole, in one response.
+    oldest_first = await stack.get(q("TimeEntries?$orderby=Date&$select=ID"), headers=EXPLAIN)
+    body = oldest_first.json()
+    assert "@odata.nextLink" not in body and len(body["value"]) == len(entries)
+    assert [row["ID"] for row in body["value"]] == [e.ID for e in sorted(entries, key=lambda e: e.Date)]
+    assert any("$orderby" in work for work in body["@OdataKlein.explain"]["evaluatedByService"])
+    # Through navigation the provider's order is not known: sorted there too.
+    sheet = next(s for s in stack.company.timesheets if any(e.UserID == s.UserID for e in entries))
+    nested = (await stack.get(q(f"Timesheets('{sheet.ID}')/TimeEntries?$orderby=Date desc&$select=Date"))).json()
+    dates = [row["Date"] for row in nested["value"]]
+    assert dates == sorted(dates, reverse=True)
+
+
+@pytest_twisted.ensureDeferred
 async def test_plus_as_a_plus_sign_and_form_encoded_spaces(stack: Stack) -> None:
     """'+' is a plus sign (offsets); a query that only parses with '+' as a space is read that way."""
     expected = [e.ID for e in stack.company.time_entries if e.Date >= "2026-02-03" and e.Hours > 9]

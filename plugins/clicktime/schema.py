@@ -104,16 +104,22 @@ class EntitySetInfo:
     page_limit: int
     # Whether a STANDARD user reads this set through /Me (their own records).
     own_records_only: bool = False
+    # ClickTime's fixed order of the list, as far as the service relies on it
+    # (model.EntitySet.natural_order).  Only dates: its orders by name, and
+    # its ties broken by ID, follow a text collation OData's $orderby does not.
+    natural_order: tuple[tuple[str, bool], ...] = ()
 
 
 ENTITY_SETS: tuple[EntitySetInfo, ...] = (
-    EntitySetInfo("TimeEntries", "TimeEntry", "TimeEntries", 500, own_records_only=True),
+    EntitySetInfo("TimeEntries", "TimeEntry", "TimeEntries", 500, own_records_only=True, natural_order=(("Date", True),)),
     EntitySetInfo("Users", "User", "Users", 1000),
     EntitySetInfo("Jobs", "Job", "Jobs", 1000),
     EntitySetInfo("Clients", "Client", "Clients", 1000),
     EntitySetInfo("Tasks", "Task", "Tasks", 1000),
     EntitySetInfo("Divisions", "Division", "Divisions", 1000),
-    EntitySetInfo("Timesheets", "Timesheet", "Timesheets", 1000, own_records_only=True),
+    EntitySetInfo(
+        "Timesheets", "Timesheet", "Timesheets", 1000, own_records_only=True, natural_order=(("StartDate", True),)
+    ),
 )
 
 SET_INFO: Mapping[str, EntitySetInfo] = {info.set_name: info for info in ENTITY_SETS}
@@ -265,6 +271,7 @@ def build_model(definitions: Sequence[CustomFieldDefinition], *, sees_rates: boo
             name=info.set_name,
             entity_type=f"{NAMESPACE}.{info.type_name}",
             navigation_bindings={nav.name: target for nav, target in _NAVIGATION.get(info.type_name, ())},
+            natural_order=info.natural_order,
         )
         for info in ENTITY_SETS
     )
