@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import datetime
 import json
+import random
 import re
 import subprocess
 import sys
 import urllib.request
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pytest
@@ -180,6 +181,16 @@ def test_same_arguments_give_the_same_company() -> None:
     assert first == generate_company(entries=500, seed=3)
     assert first != generate_company(entries=500, seed=4)
     assert first.today == datetime.date(2026, 11, 1)
+
+
+def test_tokens_from_another_source_leave_the_records_as_they_are() -> None:
+    seeded = generate_company(entries=500, seed=3)
+    unguessable = generate_company(entries=500, seed=3, token_source=random.SystemRandom())
+    assert replace(unguessable, tokens=seeded.tokens, admin_token="", standard_token="") == replace(
+        seeded, admin_token="", standard_token=""
+    )
+    assert not set(unguessable.tokens) & set(seeded.tokens)
+    assert sorted(unguessable.tokens.values()) == sorted(seeded.tokens.values())
 
 
 def test_named_tokens_belong_to_an_admin_and_a_standard_user() -> None:

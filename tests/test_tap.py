@@ -6,6 +6,7 @@ import datetime
 import gc
 import ipaddress
 import json
+import re
 import subprocess
 import sys
 from importlib.metadata import distribution
@@ -30,7 +31,7 @@ from harness import ADMIN_TOKEN, Observed, basic, small_company
 from odata_klein.interfaces import IProviderFactory
 from odata_klein.plugins import provider_factories
 from odata_klein.tap import ODataServerService
-from odata_klein_plugins.clicktime.simulator import FaultRule, Simulator
+from odata_klein_plugins.clicktime.simulator import FaultRule, Simulator, generate_company
 
 
 def _installed_editable() -> bool:
@@ -160,6 +161,25 @@ async def test_listens_on_a_tls_endpoint_and_links_over_https(tmp_path: Path) ->
         assert page["@odata.nextLink"].startswith(root + "TimeEntries?")
         following = await client.get(page["@odata.nextLink"], headers={"Authorization": basic("demo-admin")})
         assert len((await following.json())["value"]) == 10
+    finally:
+        await service.stopService()
+
+
+@pytest_twisted.ensureDeferred
+async def test_demo_tokens_are_not_the_seeds(capfd) -> None:
+    """The demo's data is seeded; its tokens must not be, or anyone could read a demo that listens widely."""
+    options = _service_maker().options()
+    options.parseOptions(["--demo", "--demo-entries", "30", "--listen", "tcp:0:interface=127.0.0.1"])
+    service = _service_maker().makeService(options)
+    service.startService()
+    try:
+        root = await service.started()
+        printed = capfd.readouterr().out
+        admin = re.search(r"ADMIN demo token: +(\S+)", printed).group(1)  # type: ignore[union-attr]
+        assert re.fullmatch(r"[A-Za-z0-9]{40}", admin)
+        assert admin not in generate_company(entries=30).tokens
+        response = await treq.get(root + "TimeEntries/$count", headers={"Authorization": basic(admin)})
+        assert (await response.text()) == "30"
     finally:
         await service.stopService()
 

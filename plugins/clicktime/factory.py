@@ -8,6 +8,7 @@ it, so the service can be tried without a ClickTime account.
 
 from __future__ import annotations
 
+import random
 from typing import Any, Mapping, Optional
 
 from twisted.internet.defer import Deferred, ensureDeferred
@@ -98,6 +99,8 @@ class ClickTimeProviderFactory:
             entries=options.get("demo-entries", DEFAULT_DEMO_ENTRIES),
             admin_token=_optional(options.get("demo-admin-token")),
             standard_token=_optional(options.get("demo-standard-token")),
+            # The service may listen on every interface: its tokens must not follow from the seed.
+            token_source=random.SystemRandom(),
         )
         simulator = await start_simulator(reactor, company, access_log=False, record_requests=False)
         client = _client(reactor, simulator.base_url, options)

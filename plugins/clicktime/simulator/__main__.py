@@ -9,6 +9,7 @@ then serves until interrupted.  ``--listen`` takes a Twisted server endpoint str
 from __future__ import annotations
 
 import argparse
+import random
 import sys
 from collections.abc import Sequence
 
@@ -38,6 +39,8 @@ async def _serve(reactor: IReactorCore, arguments: argparse.Namespace) -> None:
         seed=arguments.seed,
         admin_token=arguments.admin_token,
         standard_token=arguments.standard_token,
+        # It may listen beyond loopback: its tokens must not follow from the seed.
+        token_source=random.SystemRandom(),
     )
     running = await start_simulator(reactor, company, arguments.listen)
     print(f"base URL: {running.base_url}")

@@ -269,14 +269,22 @@ def generate_company(
     admin_token: str | None = None,
     standard_token: str | None = None,
     today: datetime.date | None = None,
+    token_source: random.Random | None = None,
 ) -> Company:
-    """A company of about 40 users, 120 jobs and ``entries`` time entries over two years."""
+    """
+    A company of about 40 users, 120 jobs and ``entries`` time entries over
+    two years.  Users' API tokens are drawn from ``token_source`` (by default
+    the seeded generator, so that the same arguments give the same company);
+    a server others can reach passes ``random.SystemRandom()``, so that its
+    tokens cannot be worked out from the seed.  The records are the same
+    either way: tokens are drawn last.
+    """
     if entries < 0:
         raise ValueError("entries must not be negative")
     if admin_token is not None and admin_token == standard_token:
         raise ValueError("the admin and the standard token must differ")
     return _CompanyBuilder(random.Random(seed), today or DEFAULT_TODAY).build(
-        entries, admin_token, standard_token
+        entries, admin_token, standard_token, token_source
     )
 
 
@@ -370,7 +378,9 @@ class _CompanyBuilder:
         self.today = today
         self.first_day = today - datetime.timedelta(days=730)
 
-    def build(self, entries: int, admin_token: str | None, standard_token: str | None) -> Company:
+    def build(
+        self, entries: int, admin_token: str | None, standard_token: str | None, token_source: random.Random | None
+    ) -> Company:
         definitions = self._custom_field_definitions()
         divisions = self._divisions()
         employment_types = random_ids(self.rng, _EMPLOYMENT_TYPES)
@@ -381,7 +391,7 @@ class _CompanyBuilder:
         assignments = self._assignments(users, jobs)
         timesheets = self._timesheets(users)
         time_entries = self._time_entries(entries, users, jobs, tasks, assignments)
-        tokens = dict(zip(random_ids(self.rng, len(users), TOKEN_LENGTH), (u.ID for u in users)))
+        tokens = dict(zip(random_ids(token_source or self.rng, len(users), TOKEN_LENGTH), (u.ID for u in users)))
         admin_token, standard_token = self._named_tokens(tokens, users, admin_token, standard_token)
         company = Company(
             today=self.today,
