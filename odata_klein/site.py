@@ -20,6 +20,7 @@ import json
 import re
 from typing import Any, Optional
 
+from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.interfaces import IDelayedCall, ITCPTransport
 from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
@@ -145,9 +146,11 @@ class _ODataChannel(HTTPChannel):
         transport = self.transport
         assert transport is not None
         # Nothing of the head itself is logged: it may hold a credential.
+        peer = transport.getPeer()
         _log.info(
             "- (request head refused) {status} from {peer}: {message}",
-            status=status, peer=str(transport.getPeer()), message=message,
+            status=status, peer=f"{peer.host}:{peer.port}" if isinstance(peer, IPv4Address | IPv6Address) else str(peer),
+            message=message,
         )
         transport.write(head.encode("ascii") + body)
         if ITCPTransport.providedBy(transport):
