@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any, Callable, Coroutine, Mapping, Optional, Sequence, TypeVar
 
 from twisted.internet.defer import Deferred, DeferredSemaphore, FirstError, ensureDeferred, gatherResults
@@ -627,10 +628,7 @@ async def _fetch_joined(
     wanted = list(dict.fromkeys(values for values in map(join.source_values, rows) if None not in values))
     chunks = [wanted[start : start + CHUNK_SIZE] for start in range(0, len(wanted), CHUNK_SIZE)]
     fetched = await _bounded(
-        [
-            lambda chunk=chunk: _fetch(executor, node, _matching(node.target_type, join.target, chunk))
-            for chunk in chunks
-        ]
+        [partial(_fetch, executor, node, _matching(node.target_type, join.target, chunk)) for chunk in chunks]
     )
     groups: dict[tuple[Any, ...], list[Row]] = {}
     for chunk_rows in fetched:
@@ -673,7 +671,7 @@ async def _related_one_by_one(
             limit = (node.skip or 0) + node.top
         return _store(row, node, await _fetch(executor, node, None, parent, limit))
 
-    stored_per_row = await _bounded([lambda row=row: one(row) for row in rows])
+    stored_per_row = await _bounded([partial(one, row) for row in rows])
     return [related for stored in stored_per_row for related in stored]
 
 
@@ -730,10 +728,14 @@ def _store(row: Row, node: ExpandNode, related: list[Row]) -> list[Row]:
     return related[:1]
 
 
+def _started(call: Callable[[], Coroutine[Any, Any, _T]]) -> "Deferred[_T]":
+    return ensureDeferred(call())
+
+
 async def _bounded(calls: Sequence[Callable[[], Coroutine[Any, Any, _T]]]) -> list[_T]:
     """Run the calls, `PARALLEL_QUERIES` at a time; the first failure cancels the rest and is raised."""
     semaphore = DeferredSemaphore(PARALLEL_QUERIES)
-    running: list[Deferred[_T]] = [semaphore.run(lambda call=call: ensureDeferred(call())) for call in calls]
+    running: list[Deferred[_T]] = [semaphore.run(_started, call) for call in calls]
     try:
         return await gatherResults(running, consumeErrors=True)
     except FirstError as error:

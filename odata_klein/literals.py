@@ -40,7 +40,7 @@ def key_value_from_literal(
             return value
     elif edm is not None and edm in _ACCEPTED_LITERAL_TYPES:
         if isinstance(value, _ACCEPTED_LITERAL_TYPES[edm]) and not (edm is not Edm.BOOLEAN and isinstance(value, bool)):
-            return Decimal(value) if edm is Edm.DECIMAL else value
+            return Decimal(value) if isinstance(value, int) and edm is Edm.DECIMAL else value
     raise BadRequest(
         f"the key {prop.name} is of type {prop.type}; {expr.type or 'null'} given", target=prop.name
     )

@@ -184,7 +184,7 @@ def order_key(items: Sequence[tuple[BoundExpr, bool]]) -> Callable[[Row], SortKe
     def key(row: Row) -> SortKey:
         # One flat tuple (rank, value, rank, value...): fewer objects than a
         # tuple of pairs, for the memory and the garbage collector.
-        result = first(row)
+        result: SortKey = first(row)
         for part in rest:
             result += part(row)
         return result
@@ -357,7 +357,7 @@ async def first_rows(
     at most ``count`` rows: ``$orderby`` with a small ``$top`` (and ``$skip``)
     never needs the whole result, let alone a spill.
     """
-    kept: list[tuple[SortKey, int, Row]] = []
+    kept: list[_Largest] = []
     seen = 0
     while (rows := await source()) is not None:
         for row in rows:
@@ -366,9 +366,9 @@ async def first_rows(
             entry = (key(row), seen, row)
             seen += 1
             if len(kept) < count:
-                heapq.heappush(kept, _Largest(entry))  # type: ignore[arg-type]
-            elif _Largest(entry) > kept[0]:  # type: ignore[operator]
-                heapq.heapreplace(kept, _Largest(entry))  # type: ignore[arg-type]
+                heapq.heappush(kept, _Largest(entry))
+            elif _Largest(entry) > kept[0]:
+                heapq.heapreplace(kept, _Largest(entry))
     ordered = sorted((item.entry for item in kept), key=lambda entry: (entry[0], entry[1]))
     return [row for _, _, row in ordered]
 

@@ -17,13 +17,15 @@ and a nextLink resuming after the last row scanned.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Awaitable, Callable, Coroutine, Optional
+from typing import Any, AsyncIterator, Awaitable, Callable, Coroutine, Optional, Union, cast
 
 from twisted.internet.interfaces import IReactorTime
 
 from .interfaces import Cursor, Row
 
-Batch = Optional[list[tuple[Row, Cursor]]]
+# A row, or its JSON text when the provider's records come written already.
+Entity = Union[Row, str]
+Batch = Optional[list[tuple[Entity, Cursor]]]
 # How long a page may take to fill before it ends with what it has: well
 # inside Power BI's 600 s per request, and the 60 s between bytes after
 # which proxies (nginx's default) give up on a response.
@@ -41,7 +43,7 @@ class PageEnd:
     # Rows follow the last one emitted.
     more: bool = False
     # The rows read after the last one emitted (the next page's first).
-    rest: list[tuple[Row, Cursor]] = field(default_factory=list)
+    rest: list[tuple[Entity, Cursor]] = field(default_factory=list)
     # Rows still to skip after ``last_cursor``, when the page ended on time while skipping.
     skip_left: int = 0
 
@@ -110,7 +112,7 @@ async def page_chunks(
 
 
 async def _encoded(
-    batch: list[tuple[Row, Cursor]],
+    batch: list[tuple[Entity, Cursor]],
     encode: Optional[Callable[[Row], str]],
     attach_related: Optional[Callable[[list[Row]], Coroutine[Any, Any, None]]],
     end: PageEnd,
@@ -122,19 +124,19 @@ async def _encoded(
     end.emitted += len(kept)
     end.last_cursor = batch[-1][1]
     if attach_related is not None:
-        await guard(attach_related(kept))
+        await guard(attach_related(cast(list[Row], kept)))
     # Row by row: one row with text beyond Latin-1 would make a joined
     # page wide, and encoding it to UTF-8 costs ten times as much.
     if encode is None:
-        encoded = [row.encode("utf-8") for row in kept]
+        encoded = [cast(str, row).encode("utf-8") for row in kept]
     else:
-        encoded = [encode(row).encode("utf-8") for row in kept]
+        encoded = [encode(cast(Row, row)).encode("utf-8") for row in kept]
     if not first:
         encoded.insert(0, b"")  # the comma after the previous batch
     return b",".join(encoded)
 
 
-def resumed(rest: list[tuple[Row, Cursor]], next_batch: Callable[[], Coroutine[Any, Any, Batch]]) -> Callable[[], Coroutine[Any, Any, Batch]]:
+def resumed(rest: list[tuple[Entity, Cursor]], next_batch: Callable[[], Coroutine[Any, Any, Batch]]) -> Callable[[], Coroutine[Any, Any, Batch]]:
     """``next_batch`` after ``rest``, the rows a previous page read past its end."""
     waiting = [rest] if rest else []
 

@@ -62,11 +62,11 @@ import uuid
 from collections import OrderedDict, defaultdict
 from decimal import Decimal
 from importlib import resources
-from typing import Callable, Optional, Sequence, Union
+from typing import Callable, Optional, Sequence, TypeVar, Union
 
 from parsimonious.expressions import Expression, Regex
 from parsimonious.grammar import Grammar
-from parsimonious.nodes import Node
+from parsimonious.nodes import Node, RegexNode
 
 from .errors import BadRequest, ErrorDetail, NotImplementedYet
 from .syntax import (
@@ -461,7 +461,9 @@ class QueryParser:
             raise builder.error(deepest, f"nesting deeper than {MAX_NESTING} levels is not supported")
         failure = _FurthestFailure()
         try:
-            node = self._grammar[rule].match_core(text, 0, defaultdict(dict), failure)
+            # The stubs want a ParseError and a cache of nodes; Parsimonious
+            # only sets a failure's expr and pos, and keeps a dict per position.
+            node = self._grammar[rule].match_core(text, 0, defaultdict(dict), failure)  # type: ignore[arg-type]
             if node is None:
                 raise builder.syntax_error(failure)
             return builder.visit(node)
@@ -574,6 +576,12 @@ class _FurthestFailure:
             self.rules.append(name)
 
 
+def _regex_match(node: Node) -> "re.Match[str]":
+    """The match of a node that a regular expression of the grammar made."""
+    assert isinstance(node, RegexNode), node.expr_name
+    return node.match
+
+
 def _parts(node: Node, found: Optional[list[Node]] = None) -> list[Node]:
     """The named nodes under ``node``, in order, looking through anonymous groups."""
     if found is None:
@@ -590,11 +598,15 @@ def _named(parts: list[Node], name: str) -> list[Node]:
     return [part for part in parts if part.expr_name == name]
 
 
+# A filter's or a $search's syntax tree.
+_Tree = TypeVar("_Tree")
+
+
 def _balanced(
-    terms: Sequence[Expr],
+    terms: Sequence[_Tree],
     joins: Sequence[tuple[str, int]],
-    make: Callable[[str, Expr, Expr, int], Expr],
-) -> Expr:
+    make: Callable[[str, _Tree, _Tree, int], _Tree],
+) -> _Tree:
     """Join ``terms`` with the associative operators ``joins`` as a balanced tree."""
     if len(terms) == 1:
         return terms[0]
@@ -695,6 +707,11 @@ class _TreeBuilder:
     visit_primaryTerm = visit_arrayOrObject = visit_valueInUrl = _choice
     visit_keyPropertyValue = visit_keyPredicate = visit_searchPrimary = _choice
 
+    def _key_predicate(self, node: Node) -> KeyPredicate:
+        key = self.visit_keyPredicate(node)
+        assert isinstance(key, KeyPredicate)
+        return key
+
     def visit_primitiveLiteral(self, node: Node) -> Expr:
         # &literalStart, then the choice of literal forms.
         return self.expr(node.children[1].children[0])
@@ -759,8 +776,8 @@ class _TreeBuilder:
         if names <= _ASSOCIATIVE:
             return _balanced(terms, joins, _binary)
         result = terms[0]
-        for (operator, position), term in zip(joins, terms[1:]):
-            result = BinaryOp(operator, result, term, pos=position)
+        for (name, position), term in zip(joins, terms[1:]):
+            result = BinaryOp(name, result, term, pos=position)
         return result
 
     def _primary_chain(self, operands: list[_Operand], operators: list[tuple[str, int]]) -> Expr:
@@ -873,8 +890,8 @@ class _TreeBuilder:
             suffix = _parts(parts[1])[0]
             if suffix.expr_name == "functionExprParameters":
                 raise self.unsupported(first, f"calls of functions defined by a model ({first.text})")
-            key = self.visit_keyPredicate(suffix)
-        return PathSegment(first.text, key=key, pos=self.position(first.start))  # type: ignore[arg-type]
+            key = self._key_predicate(suffix)
+        return PathSegment(first.text, key=key, pos=self.position(first.start))
 
     def _path(self, segments: list[PathSegment], root: Optional[str], start: int) -> Path:
         """A path; a leading plain name that is a lambda variable in scope becomes its root."""
@@ -980,7 +997,7 @@ class _TreeBuilder:
         return self._literal(node, self._time(node), "Edm.TimeOfDay")
 
     def visit_dateTimeOffsetLiteral(self, node: Node) -> Literal:
-        offset = node.match.group("offset")
+        offset = _regex_match(node).group("offset")
         if offset in ("Z", "z"):
             zone = datetime.timezone.utc
         else:
@@ -991,7 +1008,7 @@ class _TreeBuilder:
         return self._literal(node, value, "Edm.DateTimeOffset")
 
     def _date(self, node: Node) -> datetime.date:
-        match = node.match
+        match = _regex_match(node)
         year = int(self._digits(node, match.group("year")))
         if not datetime.MINYEAR <= year <= datetime.MAXYEAR:
             raise self.unsupported(node, f"dates outside the years 1 to 9999 ({node.text})")
@@ -1003,7 +1020,7 @@ class _TreeBuilder:
     @staticmethod
     def _time(node: Node) -> datetime.time:
         """A time of day; fractions are truncated to microseconds, a leap second ":60" to ":59.999999"."""
-        match = node.match
+        match = _regex_match(node)
         second = int(match.group("second") or 0)
         fraction = match.group("fraction") or ""
         microsecond = int((fraction + "000000")[:6])
@@ -1013,7 +1030,7 @@ class _TreeBuilder:
 
     def visit_durationLiteral(self, node: Node) -> Literal:
         self._digits(node)
-        match = node.match
+        match = _regex_match(node)
         fraction = match.group("fraction") or ""
         try:
             value = datetime.timedelta(
@@ -1029,7 +1046,7 @@ class _TreeBuilder:
 
     def visit_enumLiteral(self, node: Node) -> EnumLiteral:
         self._digits(node)
-        match = node.match
+        match = _regex_match(node)
         members = tuple(
             str(int(member)) if member[0] in "+-0123456789" else member
             for member in match.group("members").split(",")
@@ -1037,7 +1054,7 @@ class _TreeBuilder:
         return EnumLiteral(match.group("type"), members, pos=self.position(node.start))
 
     def visit_binaryLiteral(self, node: Node) -> Literal:
-        data = node.match.group("data").rstrip("=")
+        data = _regex_match(node).group("data").rstrip("=")
         value = base64.urlsafe_b64decode(data + "=" * (-len(data) % 4))
         return self._literal(node, value, "Edm.Binary")
 
@@ -1110,7 +1127,7 @@ class _TreeBuilder:
                 and_joins[-1].append(("and", self.position(keyword.start)))
                 groups[-1].append(operand)
         terms = [_balanced(group, joins, _search_binary) for group, joins in zip(groups, and_joins)]
-        return _balanced(terms, or_joins, _search_binary)  # type: ignore[return-value]
+        return _balanced(terms, or_joins, _search_binary)
 
     def _search_unary(self, node: Node) -> SearchExpr:
         parts = _parts(node)
@@ -1266,7 +1283,7 @@ class _TreeBuilder:
             return PathSegment(name.text, pos=position)
         if len(groups) > 1 or groups[0].expr_name == "functionParameters":
             raise self.unsupported(name, f"calls of functions defined by a model ({name.text})")
-        return PathSegment(name.text, key=self.visit_keyPredicate(groups[0]), pos=position)
+        return PathSegment(name.text, key=self._key_predicate(groups[0]), pos=position)
 
 
 # The flags the grammar's terminals may carry, the same bits in both modules.
@@ -1349,5 +1366,5 @@ def _binary(operator: str, left: Expr, right: Expr, position: int) -> Expr:
     return BinaryOp(operator, left, right, pos=position)
 
 
-def _search_binary(operator: str, left: Expr, right: Expr, position: int) -> Expr:
-    return SearchBinary(operator, left, right, pos=position)  # type: ignore[arg-type,return-value]
+def _search_binary(operator: str, left: SearchExpr, right: SearchExpr, position: int) -> SearchExpr:
+    return SearchBinary(operator, left, right, pos=position)

@@ -27,7 +27,9 @@ class Preferences:
 
 def _split_preferences(header: str) -> list[tuple[str, str]]:
     """(name, value) pairs; commas inside quoted values do not split."""
-    items, current, quoted = [], [], False
+    items: list[str] = []
+    current: list[str] = []
+    quoted = False
     for char in header:
         if char == '"':
             quoted = not quoted

@@ -398,12 +398,15 @@ class EntityEncoder:
             fields.append((prop.name, prefix, encode, inline))
         # Entities written as their properties alone: (name, prefix, encoder, inline source) each.
         self.plain_fields: Optional[tuple[FieldWriting, ...]] = None
+        # Writes one entity as a JSON object.
+        self.encode: Callable[[Mapping[str, Any]], str]
         if not self._full and not self._expansions:
             self.plain_fields = tuple(fields)
-            # The whole entity in one generated call (shadows the method).
-            self.encode = _compile_fields_encoder(fields, braces=True)  # type: ignore[method-assign]
+            # The whole entity in one generated call.
+            self.encode = _compile_fields_encoder(fields, braces=True)
         else:
             self._encode_fields = _compile_fields_encoder(fields, braces=False)
+            self.encode = self._encode_annotated
 
     def _fields_and_expansions(self, row: Mapping[str, Any]) -> str:
         fields = self._encode_fields(row)
@@ -411,9 +414,9 @@ class EntityEncoder:
         parts.extend(expansion.encode(row, None) for expansion in self._expansions)
         return ",".join(parts)
 
-    def encode(self, row: Mapping[str, Any]) -> str:
+    def _encode_annotated(self, row: Mapping[str, Any]) -> str:
+        """An entity with expansions, or in full metadata."""
         if not self._full:
-            # Entities with expansions: plain ones have a generated ``encode``.
             return "{" + self._fields_and_expansions(row) + "}"
         parts = [f'"@odata.type":"{self._type_name}"']
         url = self._entity_url(row) if self._entity_url is not None else None

@@ -24,6 +24,7 @@ from typing import (
     Optional,
     Sequence,
     TypeVar,
+    cast,
 )
 from urllib.parse import unquote
 
@@ -35,7 +36,7 @@ from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 from twisted.web.resource import EncodingResourceWrapper, IResource
 from twisted.web.resource import Resource
-from twisted.web.server import NOT_DONE_YET, Site
+from twisted.web.server import NOT_DONE_YET, Request, Site
 
 from . import csdl
 from .accesslog import AccessRecord, log_access
@@ -69,7 +70,7 @@ from .negotiation import (
     negotiate_metadata,
 )
 from .ordering import first_rows, order_key, sorted_batches
-from .pagetext import DEFAULT_PAGE_SECONDS, PageEnd, TimeLimit, page_chunks, resumed
+from .pagetext import DEFAULT_PAGE_SECONDS, Entity, PageEnd, TimeLimit, page_chunks, resumed
 from .parser import QueryParser
 from .preferences import Preferences, parse_prefer
 from .resource import bind_path
@@ -106,7 +107,7 @@ _PAGING_OPTIONS = frozenset({"skip", "top", "skiptoken"})
 class _Exchange:
     """What one request carries through the layers."""
 
-    request: IRequest
+    request: Request
     service_root: str
     trace: Trace = field(default_factory=Trace)
     stream: Optional[ResponseStream] = None
@@ -301,7 +302,9 @@ class ODataService:
         install_header_spellings()
         self.console = console
         if clock is None:
-            from twisted.internet import reactor as clock  # type: ignore[assignment]
+            from twisted.internet import reactor
+
+            clock = cast(IReactorTime, reactor)
         self._clock = clock
         self._sort_memory_rows = sort_memory_rows
         self._provider = provider
@@ -334,7 +337,7 @@ class ODataService:
         request.setHeader("Cache-Control", "no-store")
         return b'{"status":"ok"}'
 
-    async def odata(self, request: IRequest) -> None:
+    async def odata(self, request: Request) -> None:
         """Every OData request: the root hands it here, past Klein's routing (see `_Root`)."""
         exchange = _Exchange(request, self._service_root(request))
         started = time.monotonic()
@@ -794,7 +797,7 @@ class ODataService:
         executor: Executor,
         stream: RowStream,
         stream_trace: Trace,
-        rest: list[tuple[Row, Any]],
+        rest: list[tuple[Entity, Any]],
         encode: Optional[Callable[[Row], str]],
         attach_related: Optional[Callable[[list[Row]], Coroutine[Any, Any, None]]],
         skip: int,
@@ -979,7 +982,7 @@ class _Root(Resource):
         self._service = service
         self._app_routes = service.app.resource()
 
-    def render(self, request: IRequest) -> Any:
+    def render(self, request: Request) -> Any:
         if request.path in _APP_PATHS:
             return self._app_routes.render(request)
         console = self._service.console

@@ -168,7 +168,8 @@ class ODataSite(Site):
     """
 
     noisy = False
-    protocol = _ODataChannel
+    # Twisted types this as its own wrapper of a channel; a channel is what it builds either way.
+    protocol = _ODataChannel  # type: ignore[assignment]
 
     def __init__(self, resource: IResource, *, head_seconds: float = HEAD_SECONDS) -> None:
         """``head_seconds``: how long a client may take to send a request's head (408 beyond)."""

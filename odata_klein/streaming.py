@@ -13,7 +13,7 @@ from typing import Any, Coroutine, Optional, TypeVar
 
 from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
 from twisted.internet.interfaces import IPushProducer
-from twisted.web.iweb import IRequest
+from twisted.web.server import Request
 from zope.interface import implementer
 
 DEFAULT_CHUNK_SIZE = 256 * 1024
@@ -27,7 +27,7 @@ class ClientGone(Exception):
 
 @implementer(IPushProducer)
 class ResponseStream:
-    def __init__(self, request: IRequest, chunk_size: int = DEFAULT_CHUNK_SIZE) -> None:
+    def __init__(self, request: Request, chunk_size: int = DEFAULT_CHUNK_SIZE) -> None:
         self._request = request
         self._chunk_size = chunk_size
         self._pending: list[bytes] = []

@@ -13,6 +13,7 @@ import sys
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Sequence
 
 from twisted.application.service import IServiceMaker, Service
+from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
@@ -142,7 +143,9 @@ class ODataServerService(Service):
         if self._starting is not None:
             await self._starting
         if self._port is not None:
-            await self._port.stopListening()
+            stopping = self._port.stopListening()
+            if stopping is not None:
+                await stopping
         if self._service is not None:
             self._service.close()
         if self._running is not None:
@@ -170,8 +173,9 @@ def tune_garbage_collection() -> None:
 
 def _root_url(listen: str, port: IListeningPort) -> str:
     address = port.getHost()
+    assert isinstance(address, IPv4Address | IPv6Address), address
     scheme = "https" if listen.lower().startswith(("ssl:", "tls:")) else "http"
-    host = getattr(address, "host", "localhost")
+    host = address.host
     if host in ("0.0.0.0", "::", ""):
         host = "localhost"
     elif ":" in host:

@@ -308,12 +308,13 @@ class ClickTimeClient:
     async def _exchange(self, url: str, params: Params, headers: Headers) -> _Answer:
         response = await self._http.get(
             url,
-            params=params,
+            params=list(params),
             headers=headers,
             # A redirect would send the token elsewhere; ClickTime does not redirect API calls.
             allow_redirects=False,
             unbuffered=True,
-            reactor=self._reactor,
+            # treq types this as a private union of reactor interfaces.
+            reactor=self._reactor,  # type: ignore[arg-type]
         )
         body = await _read_body(response)
         return _Answer(response.code, response.headers, body)

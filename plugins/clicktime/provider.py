@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import datetime
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Mapping, Optional
+from typing import Any, AsyncGenerator, AsyncIterator, Mapping, Optional
 from urllib.parse import quote
 
 from twisted.internet.defer import Deferred, DeferredList, ensureDeferred
@@ -191,13 +191,11 @@ class ClickTimeSession:
 
     async def _load_caller(self) -> Caller:
         # Both at once; when one fails the other's failure is consumed here too.
-        (me_ok, me), (records_ok, records) = await DeferredList(
-            [
-                ensureDeferred(self._client.get_one(self._token, "/Me", self._trace)),
-                ensureDeferred(self._read_definitions()),
-            ],
-            consumeErrors=True,
-        )
+        both: list[Deferred[Any]] = [
+            ensureDeferred(self._client.get_one(self._token, "/Me", self._trace)),
+            ensureDeferred(self._read_definitions()),
+        ]
+        (me_ok, me), (records_ok, records) = await DeferredList(both, consumeErrors=True)
         for ok, outcome in ((me_ok, me), (records_ok, records)):
             if not ok:
                 outcome.raiseException()
@@ -328,7 +326,9 @@ class ClickTimeSession:
         return ClickTimeResult(self, caller, info, "/Me/TimeEntries", self._plan(caller, info, combined, True), resume, None)
 
     # Used by ClickTimeResult; kept here so the token stays in one object.
-    def pages(self, path: str, params: list[tuple[str, str]], offset: int, page_limit: int, max_rows: Optional[int]) -> AsyncIterator[Any]:
+    def pages(
+        self, path: str, params: list[tuple[str, str]], offset: int, page_limit: int, max_rows: Optional[int]
+    ) -> AsyncGenerator[Page, None]:
         return self._client.pages(
             self._token, path, params, offset=offset, page_limit=page_limit, max_rows=max_rows, trace=self._trace
         )

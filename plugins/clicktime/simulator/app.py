@@ -77,12 +77,13 @@ from dataclasses import dataclass, field
 from functools import partial
 from http import HTTPStatus
 from operator import attrgetter
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 from urllib.parse import parse_qsl, unquote, urlencode
 
 from klein import Klein
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.endpoints import serverFromString
+from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.interfaces import IListeningPort, IReactorCore, IReactorTime
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
@@ -865,7 +866,9 @@ class Simulator:
 
     def __init__(self, company: Company, clock: IReactorTime | None = None, *, record_requests: bool = True) -> None:
         if clock is None:
-            from twisted.internet import reactor as clock  # type: ignore[assignment]
+            from twisted.internet import reactor
+
+            clock = cast(IReactorTime, reactor)
         self.company = company
         self.faults = Faults()
         self.requests: list[RecordedRequest] = []
@@ -1211,7 +1214,7 @@ class Simulator:
     # -- control paths (test-only) -------------------------------------------------------
 
     def _control(self, request: IRequest, method: str, words: list[str]) -> bytes:
-        status, answer = 200, {}
+        status, answer = 200, cast(dict[str, object], {})
         match words, method:
             case ["faults"], "GET":
                 answer = {
@@ -1253,7 +1256,9 @@ class RunningSimulator:
 
     @property
     def port(self) -> int:
-        return self.listening_port.getHost().port  # type: ignore[no-any-return]
+        address = self.listening_port.getHost()
+        assert isinstance(address, IPv4Address | IPv6Address), address
+        return address.port
 
     @property
     def faults(self) -> Faults:
