@@ -73,8 +73,8 @@ class ClickTimeProviderFactory:
             "With --demo: how many time entries the generated company has (the same number gives the same data).",
             whole_number(0),
         ],
-        ["demo-admin-token", None, None, "With --demo: the ADMIN user's token (default: generated)."],
-        ["demo-standard-token", None, None, "With --demo: a STANDARD user's token (default: generated)."],
+        ["demo-admin-token", None, None, "With --demo: the ADMIN user's token (default: random on every start)."],
+        ["demo-standard-token", None, None, "With --demo: a STANDARD user's token (default: random on every start)."],
     ]
     option_flags = [
         [

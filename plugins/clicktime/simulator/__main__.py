@@ -28,8 +28,8 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--listen", default="tcp:9000:interface=127.0.0.1", help="Twisted server endpoint string")
     parser.add_argument("--entries", type=int, default=20000, help="number of time entries")
     parser.add_argument("--seed", type=int, default=0, help="seed of the generated company")
-    parser.add_argument("--admin-token", help="API token of an ADMIN user (default: generated)")
-    parser.add_argument("--standard-token", help="API token of a STANDARD user (default: generated)")
+    parser.add_argument("--admin-token", help="API token of an ADMIN user (default: random on every start)")
+    parser.add_argument("--standard-token", help="API token of a STANDARD user (default: random on every start)")
     return parser.parse_args(argv)
 
 
