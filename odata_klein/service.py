@@ -677,21 +677,22 @@ class ODataService:
         explain = preferences.includes_annotation(EXPLAIN_ANNOTATION)
         if explain:
             exchange.trace.evaluated += _engine_work(options, shape, sorted_whole=ordering is not None)
-        # A page read ahead is only for a plain GET of a later page: its
-        # reader asks for the nextLink exactly, with the same credentials and format.
+        # A page is read ahead for a plain GET: its reader asks for the
+        # nextLink exactly, with the same credentials and format.  Only later
+        # pages can have been read ahead.
         read_ahead_key = (
             self._read_ahead_key(exchange, exchange.service_root + request.uri.decode("utf-8").lstrip("/"), fmt)
-            if token is not None and ordering is None and not explain
+            if ordering is None and not explain
             else None
         )
         read_ahead = (
             self._read_aheads.take(read_ahead_key)
-            if read_ahead_key is not None and self._read_aheads is not None
+            if read_ahead_key is not None and token is not None and self._read_aheads is not None
             else None
         )
-        # From the second page on, the rows read past the page's end go on
-        # into reading the next page ahead: the stream asks for all rows
-        # ($top of them); otherwise for one more than the page shows.
+        # The rows read past the page's end go on into reading the next page
+        # ahead: the stream asks for all rows ($top of them); without a
+        # read-ahead, for one more than the page shows.
         goes_on = read_ahead_key is not None
         if goes_on:
             rows_wanted = None if top is None else skip + top + 1
