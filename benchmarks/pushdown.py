@@ -43,7 +43,8 @@ from odata_klein_plugins.clicktime.schema import build_model
 from service_throughput import ADMIN_TOKEN, free_port, read_service, start, stop
 
 REPOSITORY = Path(__file__).resolve().parent.parent
-UPSTREAM_HEADERS = {"Authorization": f"Token {ADMIN_TOKEN}"}
+# Typed as treq's headers= takes them: mypy would make a dict[str, str] of the literal, which is not one.
+UPSTREAM_HEADERS: dict[str | bytes, str | bytes] = {"Authorization": f"Token {ADMIN_TOKEN}"}
 
 
 async def upstream_json(url: str, params: Sequence[tuple[str, str]] = ()) -> Any:

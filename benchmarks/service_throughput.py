@@ -110,7 +110,8 @@ def peak_rss_mb(pid: int) -> float:
 
 async def read_upstream(base_url: str) -> int:
     rows, offset = 0, 0
-    headers = {"Authorization": f"Token {ADMIN_TOKEN}"}
+    # Typed as treq's headers= takes them: mypy would make a dict[str, str] of the literal, which is not one.
+    headers: dict[str | bytes, str | bytes] = {"Authorization": f"Token {ADMIN_TOKEN}"}
     while True:
         response = await treq.get(
             f"{base_url}/TimeEntries", params={"limit": "500", "offset": str(offset)}, headers=headers
@@ -125,7 +126,7 @@ async def read_upstream(base_url: str) -> int:
 
 async def read_service(first_url: str) -> tuple[int, int]:
     basic = base64.b64encode(f"clicktime:{ADMIN_TOKEN}".encode()).decode()
-    headers = {
+    headers: dict[str | bytes, str | bytes] = {  # as in read_upstream
         "Authorization": f"Basic {basic}",
         "Accept": "application/json;odata.metadata=minimal",
         "OData-MaxVersion": "4.0",

@@ -34,7 +34,9 @@ from service_throughput import ADMIN_TOKEN, free_port, read_service, read_upstre
 async def simulator_call(base_url: str, method: str, path: str, body: Any = None) -> Any:
     control = base_url.removesuffix("/v2") + "/_simulator/" + path
     data = None if body is None else json.dumps(body).encode()
-    response = await treq.request(method, control, data=data, headers={"Content-Type": "application/json"})
+    # As in service_throughput.read_upstream: typed as treq's headers= takes them.
+    headers: dict[str | bytes, str | bytes] = {"Content-Type": "application/json"}
+    response = await treq.request(method, control, data=data, headers=headers)
     if response.code >= 300:
         raise RuntimeError(f"{method} {path}: {response.code} {await response.text()}")
     return await response.json()

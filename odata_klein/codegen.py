@@ -26,7 +26,7 @@ def _compiled(source: str) -> CodeType:
 def define(source: str, name: str, namespace: dict[str, Any]) -> Callable[..., Any]:
     """The function ``name`` that ``source`` defines, with ``namespace`` as its globals."""
     exec(_compiled(source), namespace)
-    return namespace[name]  # type: ignore[no-any-return]
+    return namespace[name]
 
 
 __all__ = ["define"]

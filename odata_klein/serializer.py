@@ -27,7 +27,7 @@ from .codegen import define
 from .model import Edm, EntityType, Model, Property
 from .negotiation import JsonFormat
 
-encode_string: Callable[[str], str] = json.encoder.encode_basestring  # type: ignore[attr-defined]
+encode_string: Callable[[str], str] = json.encoder.encode_basestring
 
 ValueEncoder = Callable[[Any], str]
 
@@ -65,7 +65,7 @@ def _format_decimal(value: Decimal) -> str:
     return str(value)
 
 
-class EncodedJsonObject(dict):  # type: ignore[type-arg]
+class EncodedJsonObject(dict):
     """
     A JSON object that keeps its encoded text, so that writing it again
     (``CustomFields`` and ``CustomFieldsStr`` hold the same object) costs

@@ -313,7 +313,7 @@ class ODataService:
         self._max_page_size = max(max_page_size, page_size)
         self._public_url = public_url.rstrip("/") + "/" if public_url else None
         self._parser = QueryParser()
-        self._threads: Optional[IReactorThreads] = clock if IReactorThreads.providedBy(clock) else None  # type: ignore[assignment]
+        self._threads: Optional[IReactorThreads] = clock if IReactorThreads.providedBy(clock) else None
         self._parsing = DeferredSemaphore(_PARSING_THREADS)
         self._read_aheads: Optional[ReadAheads[_ReadAheadState]] = (
             ReadAheads(clock, max_pages=read_ahead_pages) if read_ahead_pages > 0 else None

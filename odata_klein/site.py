@@ -154,7 +154,7 @@ class _ODataChannel(HTTPChannel):
         )
         transport.write(head.encode("ascii") + body)
         if ITCPTransport.providedBy(transport):
-            transport.loseWriteConnection()  # type: ignore[attr-defined]
+            transport.loseWriteConnection()
             self.setTimeout(_DRAIN_SECONDS)
         else:
             transport.loseConnection()

@@ -15,7 +15,7 @@ from typing import Optional, Union
 
 
 def _pos() -> int:
-    return field(default=0, compare=False, repr=False)  # type: ignore[return-value]
+    return field(default=0, compare=False, repr=False)
 
 
 # --- Expressions ($filter, $orderby, $compute, key values, aliases) -----------

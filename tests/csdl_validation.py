@@ -12,9 +12,9 @@ import json
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-import regex
-from jsonschema import Draft7Validator, ValidationError, validators
-from lxml import etree
+import regex  # type: ignore[import-untyped]  # types-regex is not a test dependency
+from jsonschema import Draft7Validator, ValidationError, validators  # type: ignore[import-untyped]  # types-jsonschema is not a test dependency
+from lxml import etree  # type: ignore[import-untyped]  # lxml-stubs is not a test dependency
 
 CSDL_DATA = Path(__file__).parent / "data" / "csdl"
 

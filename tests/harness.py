@@ -8,16 +8,17 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional, cast
 
 import treq
 from twisted.internet import reactor
+from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import ILogObserver, globalLogPublisher, formatEvent
 from twisted.python.failure import Failure
-from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource, Resource
+from twisted.web.server import Request
 from zope.interface import implementer
 
 from odata_klein.service import ODataService
@@ -50,6 +51,12 @@ RECORDS = {
     "Divisions": "divisions",
     "Timesheets": "timesheets",
 }
+
+
+# Headers for treq, named: a dict literal given straight to treq's headers=
+# does not type-check (mypy cannot choose among the dict types treq takes),
+# and neither does a dict[str, str] (dict keys are invariant).
+TreqHeaders = dict[str | bytes, str | bytes]
 
 
 def records_of(company: Company, entity_set: str) -> list:
@@ -96,7 +103,7 @@ class Stack:
         method: str = "GET",
     ) -> Reply:
         url = path_or_url if path_or_url.startswith("http") else self.url + path_or_url.lstrip("/")
-        sent = dict(headers or {})
+        sent: TreqHeaders = dict((headers or {}).items())  # from the pairs: a Mapping[str, str] is no TreqHeaders
         if token is not None and "Authorization" not in sent:
             sent["Authorization"] = basic(token)
         response = await treq.request(method, url.encode("ascii"), headers=sent, unbuffered=True)
@@ -105,7 +112,7 @@ class Stack:
         return Reply(response.code, raw, body)
 
     async def stop(self) -> None:
-        await self.port.stopListening()
+        await cast(Deferred[None], self.port.stopListening())  # a listening TCP port's is a Deferred
         self.service.close()
         await self.provider.close()
         await self.simulator.stop()
@@ -134,8 +141,10 @@ async def start_stack(
     provider = ClickTimeProvider(reactor, client, pushdown=pushdown)
     # No time limit on pages unless asked: a slow test machine must not cut pages short.
     service = ODataService(provider, page_size=page_size, read_ahead_pages=read_ahead_pages, page_seconds=page_seconds)
-    port = reactor.listenTCP(0, service.site(), interface="127.0.0.1")
-    return Stack(company, simulator, provider, port, f"http://127.0.0.1:{port.getHost().port}/", service)
+    # Twisted wants ServerFactory[_ProtoWithFactory], which no Site is: the type parameter is invariant.
+    port = reactor.listenTCP(0, service.site(), interface="127.0.0.1")  # type: ignore[arg-type]
+    url = f"http://127.0.0.1:{cast(IPv4Address, port.getHost()).port}/"
+    return Stack(company, simulator, provider, port, url, service)
 
 
 @dataclass
@@ -162,8 +171,9 @@ class Observed(Resource):
         self.peak: dict[str, int] = {}
         self._waiters: list[tuple[Callable[[], bool], Deferred[None]]] = []
 
-    def render(self, request: IRequest) -> Any:
+    def render(self, request: Request) -> Any:
         authorization = (request.getHeader("authorization") or "").partition(" ")[2]
+        assert request.args is not None  # None only until the request is received
         arrival = Arrival(
             authorization, {k.decode(): [v.decode() for v in vs] for k, vs in request.args.items()}
         )

@@ -11,14 +11,15 @@ import gc
 import json
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, AsyncIterator, Iterator, Optional
+from typing import Any, AsyncIterator, Iterator, Optional, cast
 
 import pytest
-import pytest_twisted
+import pytest_twisted  # type: ignore[import-untyped]  # no py.typed marker, no stubs
 from twisted.internet import reactor
-from twisted.internet.defer import ensureDeferred
+from twisted.internet.address import IPv4Address
+from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.interfaces import IListeningPort
-from twisted.logger import formatEvent, globalLogPublisher
+from twisted.logger import ILogObserver, formatEvent, globalLogPublisher
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
@@ -68,19 +69,19 @@ class Upstream:
         return client
 
     def add_fault(self, kind: str, path: str = "", **rule: Any) -> None:
-        self.simulator.faults.add(FaultRule(kind, path=path, **rule))  # type: ignore[arg-type]
+        self.simulator.faults.add(FaultRule(kind, path=path, **rule))
 
 
 @pytest_twisted.async_yield_fixture
 async def upstream(company: Company) -> AsyncIterator[Upstream]:
     simulator = Simulator(company, clock=reactor)
     observed = Observed(simulator.resource())
-    port = reactor.listenTCP(0, Site(observed), interface="127.0.0.1")
-    running = Upstream(simulator, observed, port, f"http://127.0.0.1:{port.getHost().port}/v2")
+    port = reactor.listenTCP(0, Site(observed), interface="127.0.0.1")  # type: ignore[arg-type]  # Twisted: listenTCP's ServerFactory is invariant in its protocol
+    running = Upstream(simulator, observed, port, f"http://127.0.0.1:{cast(IPv4Address, port.getHost()).port}/v2")
     yield running
     for client in running.clients:
         await client.close()
-    await port.stopListening()
+    await cast(Deferred[None], port.stopListening())
 
 
 @pytest.fixture(autouse=True)
@@ -98,12 +99,14 @@ def log_lines() -> Iterator[list[str]]:
             text += "\n" + failure.getTraceback()
         lines.append(text)
 
-    globalLogPublisher.addObserver(observe)
+    # Twisted calls any callable of an event an observer; only its type wants an ILogObserver.
+    observer = cast(ILogObserver, observe)
+    globalLogPublisher.addObserver(observer)
     try:
         yield lines
         gc.collect()  # unhandled errors of collected Deferreds are logged now
     finally:
-        globalLogPublisher.removeObserver(observe)
+        globalLogPublisher.removeObserver(observer)
     logged = "\n".join(lines)
     assert ADMIN_TOKEN not in logged and STANDARD_TOKEN not in logged
     assert "Unhandled error" not in logged
@@ -371,9 +374,9 @@ async def test_answers_slower_than_the_deadline_are_504(upstream: Upstream) -> N
 
 @pytest_twisted.ensureDeferred
 async def test_a_refused_connection_is_502_after_retrying(upstream: Upstream) -> None:
-    port = reactor.listenTCP(0, Site(Resource()), interface="127.0.0.1")
-    closed_url = f"http://127.0.0.1:{port.getHost().port}/v2"
-    await port.stopListening()
+    port = reactor.listenTCP(0, Site(Resource()), interface="127.0.0.1")  # type: ignore[arg-type]  # Twisted: listenTCP's ServerFactory is invariant in its protocol
+    closed_url = f"http://127.0.0.1:{cast(IPv4Address, port.getHost()).port}/v2"
+    await cast(Deferred[None], port.stopListening())
     client = ClickTimeClient(reactor, closed_url, max_attempts=2, backoff=lambda attempt: 0.0)
     trace = Trace()
     error = await failure_of(client.get_one(ADMIN_TOKEN, "/Me", trace))

@@ -1,5 +1,7 @@
 """The ClickTime model: valid CSDL, every documented field typed, and rows converted exactly."""
 
+from __future__ import annotations
+
 import datetime
 from decimal import Decimal
 
@@ -8,6 +10,7 @@ import pytest
 from csdl_validation import validate_xml_40, validate_xml_401
 from odata_klein import csdl
 from odata_klein.errors import BadGateway
+from odata_klein.model import Model
 from odata_klein_plugins.clicktime.rows import record_reader
 from odata_klein_plugins.clicktime.schema import CustomFieldDefinition, build_model
 
@@ -27,8 +30,10 @@ def test_model_validates_against_both_schemas(sees_rates: bool) -> None:
 
 
 def test_rates_only_for_callers_who_see_them() -> None:
-    def names(model, type_name):
-        return {p.name for p in model.entity_type(f"ClickTime.{type_name}").properties}
+    def names(model: Model, type_name: str) -> set[str]:
+        entity_type = model.entity_type(f"ClickTime.{type_name}")
+        assert entity_type is not None
+        return {p.name for p in entity_type.properties}
 
     with_rates, without = build_model([], sees_rates=True), build_model([], sees_rates=False)
     for type_name in ("TimeEntry", "User", "Job", "Client", "Task"):

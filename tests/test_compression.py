@@ -16,6 +16,7 @@ from twisted.web.test.requesthelper import DummyChannel
 
 from odata_klein.compression import FASTEST_DEFLATE, StreamingGzipEncoderFactory
 
+isal_zlib: ModuleType | None
 try:
     from isal import isal_zlib
 except ImportError:

@@ -5,14 +5,16 @@ from __future__ import annotations
 import html
 import json
 import re
-from typing import AsyncIterator, Optional
+from typing import AsyncIterator, Optional, cast
 from urllib.parse import quote
 
 import pytest
-import pytest_twisted
+import pytest_twisted  # type: ignore[import-untyped]  # no py.typed marker, no stubs
 import treq
-from lxml import etree
+from lxml import etree  # type: ignore[import-untyped]  # lxml-stubs is not a test dependency
 from twisted.internet import reactor
+from twisted.internet.address import IPv4Address
+from twisted.internet.defer import Deferred
 from twisted.web.server import Site
 
 from odata_klein_console import Feed, NotAFeedURL, console_resource
@@ -33,21 +35,21 @@ class _Console:
 
 async def _serve(demo_tokens: Optional[dict[str, str]]) -> AsyncIterator[_Console]:
     resource = console_resource(basic_user="clicktime", realm="ClickTime <OData>", demo_tokens=demo_tokens)
-    port = reactor.listenTCP(0, Site(resource), interface="127.0.0.1")
+    port = reactor.listenTCP(0, Site(resource), interface="127.0.0.1")  # type: ignore[arg-type]  # Twisted: listenTCP's ServerFactory is invariant in its protocol
     try:
-        yield _Console(f"http://127.0.0.1:{port.getHost().port}")
+        yield _Console(f"http://127.0.0.1:{cast(IPv4Address, port.getHost()).port}")
     finally:
-        await port.stopListening()
+        await cast(Deferred[None], port.stopListening())
 
 
 @pytest_twisted.async_yield_fixture
-async def demo_console():
+async def demo_console() -> AsyncIterator[_Console]:
     async for console in _serve({"ADMIN": "demo-admin-token", "STANDARD": "demo-'standard\""}):
         yield console
 
 
 @pytest_twisted.async_yield_fixture
-async def plain_console():
+async def plain_console() -> AsyncIterator[_Console]:
     async for console in _serve(None):
         yield console
 
@@ -112,12 +114,18 @@ async def test_connect_fragment(plain_console: _Console) -> None:
     code, _, body = await plain_console.get("/console/connect?url=" + quote(FEED, safe=""))
     assert code == 200
     fragment = body.decode()
-    power_query = html.unescape(re.search(r'<pre id="power-query"[^>]*>(.*?)</pre>', fragment, re.S).group(1))
+    found = re.search(r'<pre id="power-query"[^>]*>(.*?)</pre>', fragment, re.S)
+    assert found is not None
+    power_query = html.unescape(found.group(1))
     assert power_query == Feed(FEED).power_query()
     assert 'OData.Feed("http://127.0.0.1:8080/TimeEntries?$select=ID,Hours&' in power_query
-    tableau = html.unescape(re.search(r'<code id="tableau-url">(.*?)</code>', fragment).group(1))
+    found = re.search(r'<code id="tableau-url">(.*?)</code>', fragment)
+    assert found is not None
+    tableau = html.unescape(found.group(1))
     assert tableau == "http://127.0.0.1:8080/TimeEntries?$filter=Comment%20eq%20'say%20%22hi%22'"
-    pbids_link = html.unescape(re.search(r'id="download-pbids" href="([^"]+)"', fragment).group(1))
+    found = re.search(r'id="download-pbids" href="([^"]+)"', fragment)
+    assert found is not None
+    pbids_link = html.unescape(found.group(1))
     code, headers, body = await plain_console.get(pbids_link)
     assert code == 200
     assert headers["content-disposition"] == 'attachment; filename="TimeEntries.pbids"'
@@ -133,7 +141,9 @@ async def test_odc_carries_the_feed_in_its_mashup(plain_console: _Console) -> No
     assert headers["content-type"] == "text/x-ms-odc; charset=utf-8"
     assert headers["content-disposition"] == 'attachment; filename="TimeEntries.odc"'
     # The Power Query document sits escaped inside the element, as Excel writes it.
-    escaped = re.search(rb"<odc:PowerQueryMashupData>(.*?)</odc:PowerQueryMashupData>", body, re.S).group(1)
+    found = re.search(rb"<odc:PowerQueryMashupData>(.*?)</odc:PowerQueryMashupData>", body, re.S)
+    assert found is not None
+    escaped = found.group(1)
     mashup = etree.fromstring(html.unescape(escaped.decode()).encode())
     formula = mashup.find(".//{http://schemas.microsoft.com/DataMashup}Formula").text
     assert formula == Feed(FEED).power_query()

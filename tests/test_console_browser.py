@@ -15,12 +15,14 @@ import json
 import shutil
 import urllib.request
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, AsyncIterator, Callable, TypeVar, cast
 
 import pytest
-import pytest_twisted
+import pytest_twisted  # type: ignore[import-untyped]  # no py.typed marker, no stubs
 from twisted.internet import reactor
+from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorFromThreads
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 from twisted.web.iweb import IRequest
@@ -71,7 +73,8 @@ class _Browser:
         self.browser: Any = None
 
     def run(self, work: Callable[[], T]) -> "Deferred[T]":
-        return deferToThreadPool(reactor, self.pool, work)
+        # The global reactor's declared type leaves out its threads interfaces.
+        return deferToThreadPool(cast(IReactorFromThreads, reactor), self.pool, work)
 
     def start(self) -> None:
         self._playwright = sync_api.sync_playwright().start()
@@ -87,23 +90,23 @@ class _Browser:
 
 
 @pytest_twisted.async_yield_fixture(scope="module")
-async def site():
+async def site() -> AsyncIterator[str]:
     stack = await start_stack(small_company(), page_size=1000)
     service = ODataService(stack.provider, page_size=1000)
     console = console_resource(
         basic_user="clicktime", realm="ClickTime OData",
         demo_tokens={"ADMIN": ADMIN_TOKEN, "STANDARD": STANDARD_TOKEN},
     )
-    port = reactor.listenTCP(0, ODataSite(_SameOrigin(console, service.resource())), interface="127.0.0.1")
+    port = reactor.listenTCP(0, ODataSite(_SameOrigin(console, service.resource())), interface="127.0.0.1")  # type: ignore[arg-type]  # Twisted: listenTCP's ServerFactory is invariant in its protocol
     try:
-        yield f"http://127.0.0.1:{port.getHost().port}/"
+        yield f"http://127.0.0.1:{cast(IPv4Address, port.getHost()).port}/"
     finally:
-        await port.stopListening()
+        await cast(Deferred[None], port.stopListening())
         await stack.stop()
 
 
 @pytest_twisted.async_yield_fixture(scope="module")
-async def chromium():
+async def chromium() -> AsyncIterator[_Browser]:
     browser = _Browser()
     browser.pool.start()
     shutil.rmtree(ARTIFACTS, ignore_errors=True)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import pytest
-from lxml import etree
+from lxml import etree  # type: ignore[import-untyped]  # lxml-stubs is not a test dependency
 
 from csdl_validation import (
     CSDL_DATA,

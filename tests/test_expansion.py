@@ -14,7 +14,7 @@ from decimal import Decimal
 from typing import Any, AsyncIterator, Optional
 
 import pytest
-import pytest_twisted
+import pytest_twisted  # type: ignore[import-untyped]  # no py.typed marker, no stubs
 from twisted.internet.defer import Deferred, succeed
 from zope.interface import implementer
 
@@ -409,6 +409,9 @@ def test_full_metadata_annotates_nested_entities_and_links_before_values() -> No
 
 @implementer(IQueryResult)
 class _MemoryResult:
+    # Declared, never set: an optional member of IQueryResult, read as 0 when absent.
+    skipped: int
+
     def __init__(self, rows: list[Row], residual: Any) -> None:
         self._rows = rows
         self.residual = residual
@@ -476,7 +479,7 @@ async def test_nested_orderby_sorts_each_parents_collection_before_skip_and_top(
 
 @pytest_twisted.ensureDeferred
 async def test_levels_fetch_each_level_once() -> None:
-    employees = [
+    employees: list[Row] = [
         {"ID": "boss", "Name": "Boss", "ManagerID": None},
         {"ID": "mid", "Name": "Mid", "ManagerID": "boss"},
         {"ID": "low", "Name": "Low", "ManagerID": "mid"},
@@ -512,7 +515,7 @@ async def test_a_nested_filter_through_navigation_fetches_what_it_reads() -> Non
 
 
 @pytest_twisted.async_yield_fixture(scope="module")
-async def stack():
+async def stack() -> AsyncIterator[Stack]:
     running = await start_stack(small_company(1500))
     yield running
     await running.stop()

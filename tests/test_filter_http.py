@@ -22,18 +22,18 @@ from __future__ import annotations
 import math
 import re
 from decimal import Decimal
-from typing import Any, Callable, NamedTuple
+from typing import Any, AsyncIterator, Callable, NamedTuple
 from urllib.parse import quote
 
 import pytest
-import pytest_twisted
+import pytest_twisted  # type: ignore[import-untyped]  # no py.typed marker, no stubs
 
 from harness import Stack, records_of, small_company, start_stack
 from odata_klein_plugins.clicktime.simulator import Company
 
 
 @pytest_twisted.async_yield_fixture(scope="module")
-async def stack():
+async def stack() -> AsyncIterator[Stack]:
     running = await start_stack(small_company(500), page_size=1000)
     yield running
     await running.stop()

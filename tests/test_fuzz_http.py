@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import json
 import string
+from typing import AsyncIterator
 from urllib.parse import quote
 from xml.etree import ElementTree
 
 import pytest
-import pytest_twisted
+import pytest_twisted  # type: ignore[import-untyped]  # no py.typed marker, no stubs
 import treq
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
@@ -69,7 +70,7 @@ class RawClient:
 
 
 @pytest_twisted.async_yield_fixture(scope="module")
-async def client():
+async def client() -> AsyncIterator[RawClient]:
     stack = await start_stack(small_company(500))
     pool = HTTPConnectionPool(reactor, persistent=True)
     yield RawClient(stack, Agent(reactor, pool=pool))

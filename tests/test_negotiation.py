@@ -1,6 +1,9 @@
 """Content negotiation, Prefer, skiptokens and credentials: the small parsers of the web layer."""
 
+from __future__ import annotations
+
 import base64
+from typing import Optional
 
 import pytest
 
@@ -42,7 +45,9 @@ def test_power_bi_gets_minimal_json_for_data_and_xml_for_metadata() -> None:
         (None, "*/*", MetadataFormat.XML),
     ],
 )
-def test_metadata_json_only_when_unambiguous(format_option, accept, expected) -> None:
+def test_metadata_json_only_when_unambiguous(
+    format_option: Optional[str], accept: Optional[str], expected: MetadataFormat
+) -> None:
     assert negotiate_metadata(format_option, accept) is expected
 
 
@@ -64,7 +69,7 @@ def test_metadata_refuses_what_it_cannot_give() -> None:
         (None, "text/html, application/*;q=0.5", JsonFormat("minimal")),
     ],
 )
-def test_json_format(format_option, accept, expected) -> None:
+def test_json_format(format_option: Optional[str], accept: Optional[str], expected: JsonFormat) -> None:
     assert negotiate_json(format_option, accept) == expected
 
 
@@ -72,7 +77,7 @@ def test_json_format(format_option, accept, expected) -> None:
     "format_option, accept",
     [(None, "application/xml"), (None, "application/json;q=0"), ("xml", None), (None, "application/json;odata.metadata=verbose")],
 )
-def test_json_not_acceptable(format_option, accept) -> None:
+def test_json_not_acceptable(format_option: Optional[str], accept: Optional[str]) -> None:
     with pytest.raises(NotAcceptable):
         negotiate_json(format_option, accept)
 

@@ -15,10 +15,10 @@ import uuid
 from decimal import Decimal
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Coroutine, Optional, Sequence, TypeVar
+from typing import Any, AsyncGenerator, Awaitable, Callable, Coroutine, Optional, Sequence, TypeVar
 
 import pytest
-import pytest_twisted
+import pytest_twisted  # type: ignore[import-untyped]  # no py.typed marker, no stubs
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.internet.defer import ensureDeferred
@@ -68,7 +68,7 @@ def synchronously(coroutine: Coroutine[Any, Any, T]) -> T:
     (outcome,) = outcomes
     if isinstance(outcome, Failure):
         outcome.raiseException()
-    return outcome  # type: ignore[no-any-return]
+    return outcome
 
 
 def flat(batches: list[list[Row]]) -> list[Row]:
@@ -176,7 +176,7 @@ def test_values_of_different_kinds_are_ordered_by_kind_without_failing() -> None
 
 
 def test_several_items_in_mixed_directions() -> None:
-    rows = [
+    rows: list[Row] = [
         {"Job": "b", "Hours": Decimal(1), "Name": "x"},
         {"Job": "a", "Hours": Decimal(2), "Name": "y"},
         {"Job": "b", "Hours": Decimal(3), "Name": "z"},
@@ -190,7 +190,7 @@ def test_several_items_in_mixed_directions() -> None:
 
 def test_ordering_by_an_expression() -> None:
     length: BoundExpr = BoundCall("length", (prop("Name", "Edm.String"),), "Edm.Int32")
-    rows = [{"Name": "ccc"}, {"Name": "a"}, {"Name": None}, {"Name": "bb"}]
+    rows: list[Row] = [{"Name": "ccc"}, {"Name": "a"}, {"Name": None}, {"Name": "bb"}]
     key = order_key([(length, True)])
     assert [row["Name"] for row in sorted(rows, key=key)] == ["ccc", "bb", "a", None]
 
@@ -243,6 +243,8 @@ def run_files(spill_dir: Path) -> list[str]:
 @pytest_twisted.ensureDeferred
 async def test_no_file_up_to_the_threshold(tmp_path: Path) -> None:
     batches = sorted_batches(source_of(numbered_rows(50, 4)), GROUP_THEN_TEXT_DESCENDING, memory_rows=50, batch_size=10, spill_dir=str(tmp_path))
+    # Declared an AsyncIterator; it is an async generator, which has aclose().
+    assert isinstance(batches, AsyncGenerator)
     await batches.__anext__()
     assert os.listdir(tmp_path) == []
     await batches.aclose()
@@ -263,6 +265,7 @@ async def test_runs_hold_at_most_memory_rows_and_are_deleted_when_done(tmp_path:
 @pytest_twisted.ensureDeferred
 async def test_files_deleted_when_the_consumer_stops_early(tmp_path: Path) -> None:
     batches = sorted_batches(source_of(numbered_rows(2000, 4)), GROUP_THEN_TEXT_DESCENDING, memory_rows=10, batch_size=5, spill_dir=str(tmp_path))
+    assert isinstance(batches, AsyncGenerator)  # for aclose(), as above
     await batches.__anext__()
     assert run_files(tmp_path)
     await batches.aclose()
@@ -398,11 +401,11 @@ async def test_first_rows_is_a_stable_top_n() -> None:
     from odata_klein.ordering import first_rows
 
     generator = random.Random(5)
-    rows = [{"n": generator.randint(0, 20), "i": i} for i in range(3000)]
+    rows: list[Row] = [{"n": generator.randint(0, 20), "i": i} for i in range(3000)]
     key = order_key([(BoundProperty(("n",), "Edm.Int32"), False)])
     batches = iter([rows[i:i + 250] for i in range(0, len(rows), 250)])
 
-    async def source():
+    async def source() -> Optional[list[Row]]:
         return next(batches, None)
 
     top = await first_rows(source, key, 40)

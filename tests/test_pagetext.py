@@ -11,11 +11,11 @@ from decimal import Decimal
 from typing import Any, Optional
 from urllib.parse import quote
 
-import pytest_twisted
+import pytest_twisted  # type: ignore[import-untyped]  # no py.typed marker, no stubs
 import treq
 from twisted.internet.task import Clock
 
-from harness import ADMIN_TOKEN, basic, records_of, small_company, start_stack
+from harness import ADMIN_TOKEN, TreqHeaders, basic, records_of, small_company, start_stack
 from odata_klein.pagetext import Batch, PageEnd, TimeLimit, page_chunks
 
 
@@ -95,7 +95,7 @@ async def test_a_page_that_fills_in_time_ends_as_without_a_limit() -> None:
 
 async def read_all(url: str, page_size: Optional[int] = None) -> tuple[list[str], list[int]]:
     """The IDs of every page from ``url`` on, following nextLinks, and each page's size."""
-    headers = {"Authorization": basic(ADMIN_TOKEN)}
+    headers: TreqHeaders = {"Authorization": basic(ADMIN_TOKEN)}
     if page_size is not None:
         headers["Prefer"] = f"odata.maxpagesize={page_size}"
     ids: list[str] = []

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, Optional
 
 import pytest
-import pytest_twisted
+import pytest_twisted  # type: ignore[import-untyped]  # no py.typed marker, no stubs
 from twisted.internet.defer import Deferred
 
 from odata_klein_plugins.clicktime.paging import Envelope, Page, iterate_pages

@@ -145,7 +145,7 @@ def test_operator_positions(parser: QueryParser) -> None:
     assert isinstance(tree.left, BinaryOp) and tree.left.pos == 5
     assert isinstance(tree.right, BinaryOp) and tree.right.pos == 26
     assert isinstance(tree.right.left, UnaryOp) and tree.right.left.pos == 16
-    assert [tree.left.left.pos, tree.left.right.pos] == [0, 8]  # type: ignore[attr-defined]
+    assert [tree.left.left.pos, tree.left.right.pos] == [0, 8]
 
 
 # --- Literals -----------------------------------------------------------------------------------

@@ -1,10 +1,13 @@
 """Which parts of a filter go to ClickTime, and what the engine must still check."""
 
+from __future__ import annotations
+
 import datetime
 import random
+from typing import Callable, Iterator, Optional
 
 from odata_klein.binder import Binder
-from odata_klein.bound import BoundBinary, BoundIn, BoundLiteral, BoundProperty, BoundUnary, conjunction, conjuncts
+from odata_klein.bound import BoundBinary, BoundExpr, BoundIn, BoundLiteral, BoundProperty, BoundUnary, conjunction, conjuncts
 from odata_klein.evaluate import compile_predicate
 from odata_klein.parser import QueryParser
 from odata_klein_plugins.clicktime.pushdown import (
@@ -30,8 +33,10 @@ def cmp(op: str, name: str, value: object, type_: str = "Edm.Date") -> BoundBina
     return BoundBinary(op, prop(name, type_), BoundLiteral(value, type_), BOOL)
 
 
-def all_of(*parts):
-    return conjunction(list(parts))
+def all_of(*parts: BoundExpr) -> BoundExpr:
+    joined = conjunction(list(parts))
+    assert joined is not None  # None only for no parts
+    return joined
 
 
 def test_id_equalities_are_exact() -> None:
@@ -218,15 +223,18 @@ def test_impossible_timesheet_periods_match_nothing() -> None:
     assert plan_pushdown("Timesheets", too_long, own_scope=False).matches_nothing
 
 
-def _readings(from_day, to_day):
+def _readings(
+    from_day: Optional[datetime.date], to_day: Optional[datetime.date]
+) -> Iterator[Callable[..., bool]]:
     """What FromDate/ToDate could select (each end inclusive or not): (start, end) -> selected."""
 
-    def at_least(day, bound, inclusive):
+    def at_least(day: datetime.date, bound: Optional[datetime.date], inclusive: bool) -> bool:
         return bound is None or (day >= bound if inclusive else day > bound)
 
-    def at_most(day, bound, inclusive):
+    def at_most(day: datetime.date, bound: Optional[datetime.date], inclusive: bool) -> bool:
         return bound is None or (day <= bound if inclusive else day < bound)
 
+    # Callable[..., bool]: each reading also takes ``i``, bound to a default.
     for inclusive in (True, False):
         yield lambda s, e, i=inclusive: at_least(e, from_day, i) and at_most(s, to_day, i)  # overlaps
         yield lambda s, e, i=inclusive: at_least(s, from_day, i) and at_most(s, to_day, i)  # starts within

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import AsyncIterator
 from urllib.parse import quote
 
 import pytest
-import pytest_twisted
+import pytest_twisted  # type: ignore[import-untyped]  # no py.typed marker, no stubs
 
 from harness import Stack, small_company, start_stack
 
 
 @pytest_twisted.async_yield_fixture(scope="module")
-async def stacks():
+async def stacks() -> AsyncIterator[tuple[Stack, Stack]]:
     company = small_company()
     with_pushdown = await start_stack(company, page_size=1000)
     without = await start_stack(company, page_size=1000, pushdown=False)
@@ -22,7 +23,7 @@ async def stacks():
 
 
 @pytest.fixture
-def stack(stacks) -> Stack:
+def stack(stacks: tuple[Stack, Stack]) -> Stack:
     return stacks[0]
 
 
@@ -98,7 +99,7 @@ async def test_orderby_through_navigation(stack: Stack) -> None:
 
 @pytest_twisted.ensureDeferred
 @pytest.mark.parametrize("pushdown", [True, False], ids=["pushdown", "engine"])
-async def test_filter_through_navigation(stacks, pushdown: bool) -> None:
+async def test_filter_through_navigation(stacks: tuple[Stack, Stack], pushdown: bool) -> None:
     stack = stacks[0] if pushdown else stacks[1]
     company = stack.company
     client = company.clients[3]
@@ -112,7 +113,7 @@ async def test_filter_through_navigation(stacks, pushdown: bool) -> None:
 
 @pytest_twisted.ensureDeferred
 @pytest.mark.parametrize("pushdown", [True, False], ids=["pushdown", "engine"])
-async def test_lambda_over_collection_navigation(stacks, pushdown: bool) -> None:
+async def test_lambda_over_collection_navigation(stacks: tuple[Stack, Stack], pushdown: bool) -> None:
     stack = stacks[0] if pushdown else stacks[1]
     company = stack.company
     entries_of = {

@@ -7,27 +7,30 @@ page computed afresh, and only ever reach the caller it was read for.
 from __future__ import annotations
 
 import json
-from typing import AsyncIterator, Optional
+from typing import AsyncIterator, Mapping, Optional, TypeVar
 
 import pytest
-import pytest_twisted
+import pytest_twisted  # type: ignore[import-untyped]  # no py.typed marker, no stubs
 import treq
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.task import Clock
 from twisted.web.client import ResponseFailed
 
-from harness import ADMIN_TOKEN, STANDARD_TOKEN, LogCapture, Stack, basic, records_of, small_company, start_stack
+from harness import ADMIN_TOKEN, STANDARD_TOKEN, LogCapture, Stack, TreqHeaders, basic, records_of, small_company, start_stack
+from odata_klein.accesslog import AccessRecord
 from odata_klein.errors import BadGateway
 from odata_klein.interfaces import Credentials
 from odata_klein.pagetext import unguarded
 from odata_klein.readahead import ReadAhead, ReadAheads, caller_digest
 from odata_klein_plugins.clicktime.simulator import FaultRule
 
+_State = TypeVar("_State")
+
 
 class Source:
     """Chunks b"0,", b"1,", ... as an async iterator that records how far it was read and whether it was closed."""
 
-    def __init__(self, count: int, *, fail_at: Optional[int] = None, gates: Optional[list[Deferred[None]]] = None):
+    def __init__(self, count: int, *, fail_at: Optional[int] = None, gates: Optional[list[Deferred[None]]] = None) -> None:
         self.count = count
         self.fail_at = fail_at
         self.gates = gates
@@ -47,7 +50,7 @@ class Source:
             self.closed = True
 
 
-async def read(read_ahead: ReadAhead[str]) -> bytes:
+async def read(read_ahead: ReadAhead[_State]) -> bytes:
     return b"".join([chunk async for chunk in read_ahead.chunks(unguarded)])
 
 
@@ -139,7 +142,7 @@ PAGED = {"Prefer": "odata.maxpagesize=300"}
 
 
 @pytest_twisted.async_yield_fixture(scope="module")
-async def stacks():
+async def stacks() -> AsyncIterator[tuple[Stack, Stack]]:
     company = small_company()
     with_read_ahead = await start_stack(company, page_size=1000)
     without = await start_stack(company, page_size=1000, read_ahead_pages=0)
@@ -148,8 +151,8 @@ async def stacks():
     await without.stop()
 
 
-async def pages_of(stack: Stack, url: str, token: str = ADMIN_TOKEN, headers=PAGED) -> list[bytes]:
-    bodies = []
+async def pages_of(stack: Stack, url: str, token: str = ADMIN_TOKEN, headers: Mapping[str, str] = PAGED) -> list[bytes]:
+    bodies: list[bytes] = []
     next_url: Optional[str] = url
     while next_url is not None:
         reply = await stack.get(next_url, token=token, headers=headers)
@@ -159,12 +162,12 @@ async def pages_of(stack: Stack, url: str, token: str = ADMIN_TOKEN, headers=PAG
     return bodies
 
 
-def access_records(log: LogCapture) -> list:
+def access_records(log: LogCapture) -> list[AccessRecord]:
     return [event["access"] for event in log.events if "access" in event]
 
 
 @pytest_twisted.ensureDeferred
-async def test_pages_read_ahead_are_the_pages_computed_afresh(stacks) -> None:
+async def test_pages_read_ahead_are_the_pages_computed_afresh(stacks: tuple[Stack, Stack]) -> None:
     with_read_ahead, without = stacks
     # Who the caller is (two ClickTime requests) is known from here on.
     await with_read_ahead.get("Divisions")
@@ -193,7 +196,7 @@ async def test_pages_read_ahead_are_the_pages_computed_afresh(stacks) -> None:
 
 
 @pytest_twisted.ensureDeferred
-async def test_a_page_read_ahead_goes_only_to_its_caller_asking_the_same_way(stacks) -> None:
+async def test_a_page_read_ahead_goes_only_to_its_caller_asking_the_same_way(stacks: tuple[Stack, Stack]) -> None:
     stack, without = stacks
     first = (await stack.get("TimeEntries", headers=PAGED)).json()
     second = (await stack.get(first["@odata.nextLink"], headers=PAGED)).json()
@@ -212,18 +215,20 @@ async def test_a_page_read_ahead_goes_only_to_its_caller_asking_the_same_way(sta
 
 
 @pytest_twisted.ensureDeferred
-async def test_a_failure_while_reading_ahead_never_passes_for_a_page(stacks) -> None:
+async def test_a_failure_while_reading_ahead_never_passes_for_a_page(stacks: tuple[Stack, Stack]) -> None:
     stack, _ = stacks
     # ClickTime pages are 500 entries.  The first request reads on from page
     # 1 (rows 0-299) and asks for 500-999 ahead; every request after that
     # fails.  So pages 2 and 3 are whole, and the read-ahead of page 4 (rows
     # 900-1199) has 100 rows when ClickTime fails it.
     stack.simulator.faults.add(FaultRule("status", path="TimeEntries", status=500, after=2, times=None))
-    outcomes = []
+    outcomes: list[str] = []
     try:
         url = stack.url + "TimeEntries"
         while True:
-            response = await treq.get(url.encode(), headers={"Authorization": basic(ADMIN_TOKEN), **PAGED}, unbuffered=True)
+            headers: TreqHeaders = {"Authorization": basic(ADMIN_TOKEN)}
+            headers.update(PAGED.items())  # from the pairs: a dict[str, str] is no TreqHeaders
+            response = await treq.get(url.encode(), headers=headers, unbuffered=True)
             received: list[bytes] = []
             try:
                 await treq.collect(response, received.append)

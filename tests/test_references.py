@@ -10,23 +10,24 @@ import datetime
 import json
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, AsyncIterator, Callable, Iterable, Optional, cast
 from urllib.parse import quote
 
 import pytest
-import pytest_twisted
+import pytest_twisted  # type: ignore[import-untyped]  # no py.typed marker, no stubs
 import treq
 from twisted.internet import reactor
+from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, DeferredList, ensureDeferred
 from twisted.internet.task import Clock
 from zope.interface import implementer
 
-from harness import ADMIN_TOKEN, STANDARD_TOKEN, Stack, small_company
+from harness import ADMIN_TOKEN, STANDARD_TOKEN, Stack, TreqHeaders, small_company
 from odata_klein.binder import Binder
-from odata_klein.bound import BoundIn, BoundLiteral, BoundProperty, BoundUnary, conjuncts
+from odata_klein.bound import BoundExpr, BoundIn, BoundLiteral, BoundProperty, BoundUnary, conjuncts
 from odata_klein.errors import BadGateway
 from odata_klein.evaluate import compile_predicate
-from odata_klein.interfaces import IProvider, Trace
+from odata_klein.interfaces import Credentials, IProvider, IProviderSession, Row, Trace
 from odata_klein.parser import QueryParser
 from odata_klein.service import ODataService
 from odata_klein_plugins.clicktime.client import ClickTimeClient
@@ -45,7 +46,7 @@ PARSER = QueryParser()
 S = "Edm.String"
 
 
-def bind(entity_set: str, text: str):
+def bind(entity_set: str, text: str) -> BoundExpr:
     entity_type = MODEL.type_of(MODEL.entity_set(entity_set))
     return Binder(MODEL).bind_filter(PARSER.parse_filter(text), entity_type)
 
@@ -121,17 +122,17 @@ def test_capacity_and_usability() -> None:
 # --- Navigation conditions as foreign-key conditions ---------------------------------------------
 
 
-CLIENTS = [{"ID": "c1", "Name": "Acme"}, {"ID": "c2", "Name": "Globex"}]
-JOBS = [
+CLIENTS: list[Row] = [{"ID": "c1", "Name": "Acme"}, {"ID": "c2", "Name": "Globex"}]
+JOBS: list[Row] = [
     {"ID": "j1", "Name": "Website", "ClientID": "c1", "IsBillable": True, "ProjectManagerID": "u2"},
     {"ID": "j2", "Name": "Website", "ClientID": "c2", "IsBillable": False, "ProjectManagerID": None},
     {"ID": "j3", "Name": "Audit", "ClientID": "c1", "IsBillable": True, "ProjectManagerID": "u1"},
     {"ID": "j4", "Name": "Orphan", "ClientID": None, "IsBillable": False, "ProjectManagerID": "u1"},
 ]
-DIVISIONS = [{"ID": "d1", "Name": "Engineering"}, {"ID": "d2", "Name": "Design"}]
-USERS = [{"ID": "u1", "DivisionID": "d1", "Name": "Ann"}, {"ID": "u2", "DivisionID": "d2", "Name": "Ben"}]
-TASKS = [{"ID": "t1", "IsBillable": True}, {"ID": "t2", "IsBillable": False}]
-CACHED = {"Clients": CLIENTS, "Jobs": JOBS, "Divisions": DIVISIONS, "Users": USERS, "Tasks": TASKS}
+DIVISIONS: list[Row] = [{"ID": "d1", "Name": "Engineering"}, {"ID": "d2", "Name": "Design"}]
+USERS: list[Row] = [{"ID": "u1", "DivisionID": "d1", "Name": "Ann"}, {"ID": "u2", "DivisionID": "d2", "Name": "Ben"}]
+TASKS: list[Row] = [{"ID": "t1", "IsBillable": True}, {"ID": "t2", "IsBillable": False}]
+CACHED: dict[str, list[Row]] = {"Clients": CLIENTS, "Jobs": JOBS, "Divisions": DIVISIONS, "Users": USERS, "Tasks": TASKS}
 ENTRIES = [
     {"ID": f"e{n}", "JobID": job, "TaskID": task, "UserID": user, "Hours": Decimal(n), "Comment": comment}
     for n, (job, task, user, comment) in enumerate(
@@ -162,8 +163,10 @@ def joined(row: dict, entity_set: str) -> dict:
     return result
 
 
-async def resolve(entity_set: str, text: str, unavailable: frozenset[str] = frozenset()):
-    async def rows_of(name: str):
+async def resolve(
+    entity_set: str, text: str, unavailable: frozenset[str] = frozenset()
+) -> tuple[Optional[BoundExpr], list[str]]:
+    async def rows_of(name: str) -> Optional[list[Row]]:
         return None if name in unavailable else CACHED[name]
 
     return await resolve_navigation(MODEL, entity_set, bind(entity_set, text), rows_of)
@@ -237,6 +240,7 @@ async def test_what_stays_for_the_engine() -> None:
 async def test_foreign_key_conditions_hold_exactly_when_the_original_does(text: str) -> None:
     original = compile_predicate(bind("TimeEntries", text))
     resolved, _ = await resolve("TimeEntries", text)
+    assert resolved is not None  # no condition here resolves to nothing
     rewritten = compile_predicate(resolved)
     expected = [row["ID"] for row in ENTRIES if original(joined(row, "TimeEntries"))]
     assert [row["ID"] for row in ENTRIES if rewritten(row)] == expected
@@ -264,11 +268,11 @@ class TracedProvider:
         self.inner = inner
         self.traces: list[Trace] = []
 
-    def open_session(self, credentials, trace: Trace):
+    def open_session(self, credentials: Optional[Credentials], trace: Trace) -> IProviderSession:
         self.traces.append(trace)
         return self.inner.open_session(credentials, trace)
 
-    def close(self):
+    def close(self) -> Deferred[None]:
         return self.inner.close()
 
     def rows_fetched(self) -> int:
@@ -305,8 +309,8 @@ async def start_traced(company: Company, clock: Any = reactor, **options: Any) -
     )
     provider = TracedProvider(ClickTimeProvider(clock, client, **options))
     service = ODataService(provider, page_size=1000)
-    port = reactor.listenTCP(0, service.site(), interface="127.0.0.1")
-    stack = Stack(company, simulator, provider, port, f"http://127.0.0.1:{port.getHost().port}/", service)  # type: ignore[arg-type]
+    port = reactor.listenTCP(0, service.site(), interface="127.0.0.1")  # type: ignore[arg-type]  # Twisted: listenTCP's ServerFactory is invariant in its protocol
+    stack = Stack(company, simulator, provider, port, f"http://127.0.0.1:{cast(IPv4Address, port.getHost()).port}/", service)
     return Traced(stack, provider, clock)
 
 
@@ -316,32 +320,32 @@ def company() -> Company:
 
 
 @pytest_twisted.async_yield_fixture(scope="module")
-async def pushed(company: Company):
+async def pushed(company: Company) -> AsyncIterator[Traced]:
     traced = await start_traced(company)
     yield traced
     await traced.stack.stop()
 
 
 @pytest_twisted.async_yield_fixture(scope="module")
-async def unpushed(company: Company):
+async def unpushed(company: Company) -> AsyncIterator[Traced]:
     traced = await start_traced(company, pushdown=False)
     yield traced
     await traced.stack.stop()
 
 
 @pytest_twisted.async_yield_fixture
-async def fresh(company: Company):
+async def fresh(company: Company) -> AsyncIterator[Traced]:
     """A service of its own, with a clock the test moves."""
     traced = await start_traced(company, Clock())
     yield traced
     await traced.stack.stop()
 
 
-def quoted(values) -> str:
+def quoted(values: Iterable[str]) -> str:
     return ", ".join(f"'{value}'" for value in values) or "'none'"
 
 
-def navigation_cases(company: Company):
+def navigation_cases(company: Company) -> list[tuple[str, str, list[str]]]:
     """(filter through navigation, the same filter on foreign keys, the entries it selects)."""
     client = company.clients[3]
     client_jobs = [job.ID for job in company.jobs if job.ClientID == client.ID]
@@ -389,7 +393,8 @@ async def test_navigation_filters_give_the_engines_rows_for_fewer_fetched(
     assert fetched < engine_fetched
 
 
-def timesheet_cases(company: Company):
+def timesheet_cases(company: Company) -> list[tuple[str, Callable[[Any], bool]]]:
+    # Any: each check is given a Timesheet with its dates as datetime.date, a type of no name.
     day = datetime.date.fromisoformat(company.timesheets[len(company.timesheets) // 2].StartDate)
     later = day + datetime.timedelta(days=14)
     return [
@@ -537,10 +542,11 @@ async def test_an_id_the_copy_lacks_is_asked_for() -> None:
     traced = await start_traced(generate_company(entries=50, seed=3, admin_token=ADMIN_TOKEN))
     try:
         await traced.rows("Jobs?$filter=IsActive eq true")
+        headers: TreqHeaders = {"Authorization": f"Token {ADMIN_TOKEN}", "Content-Type": "application/json"}
         response = await treq.post(
             (traced.stack.simulator.base_url + "/Jobs").encode(),
             data=json.dumps({"Name": "Brand new", "ClientID": traced.stack.company.clients[0].ID}).encode(),
-            headers={"Authorization": f"Token {ADMIN_TOKEN}", "Content-Type": "application/json"},
+            headers=headers,
         )
         assert response.code == 201, await treq.content(response)
         created = (await treq.json_content(response))["data"]["ID"]

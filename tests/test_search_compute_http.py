@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import AsyncIterator
 from urllib.parse import quote
 
-import pytest_twisted
+import pytest_twisted  # type: ignore[import-untyped]  # no py.typed marker, no stubs
 
 from harness import Stack, start_stack
+from odata_klein_plugins.clicktime.simulator import Client, TimeEntry
 
 
 @pytest_twisted.async_yield_fixture(scope="module")
-async def stack():
+async def stack() -> AsyncIterator[Stack]:
     running = await start_stack(page_size=1000)
     yield running
     await running.stop()
@@ -21,7 +23,7 @@ def q(text: str) -> str:
     return quote(text, safe="?$=&(),'/")
 
 
-def _text(record) -> str:
+def _text(record: Client | TimeEntry) -> str:
     values = [v for k, v in record._asdict().items() if isinstance(v, str)]
     values += [v for v in (record.CustomFields or {}).values() if isinstance(v, str)]
     return "\0".join(values).casefold()

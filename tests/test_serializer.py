@@ -74,7 +74,8 @@ def test_generated_rows_are_the_per_value_encodings(fmt: JsonFormat) -> None:
 
 
 def test_object_encoder_writes_every_key_order_as_the_generic_encoder() -> None:
-    objects = [
+    # Any keys: the last object's is deliberately not text.
+    objects: list[dict[Any, Any]] = [
         {"TicketReference": "T-1", "WorkLocation": None, "Overtime": False},
         {"Overtime": True, "TicketReference": 'say "x"', "WorkLocation": "Büro"},
         {"TicketReference": None, "WorkLocation": None, "Overtime": None},

@@ -8,12 +8,15 @@ from __future__ import annotations
 import gzip
 import json
 import socket
+from typing import Any, AsyncIterator, Mapping, Optional, cast
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
-import pytest_twisted
+import pytest_twisted  # type: ignore[import-untyped]  # no py.typed marker, no stubs
 import treq
 from twisted.internet import reactor, threads
+from twisted.internet.address import IPv4Address
+from twisted.internet.defer import Deferred
 from twisted.web.client import Agent
 from twisted.web.http_headers import Headers
 
@@ -28,16 +31,19 @@ ENTITY_SETS = ("TimeEntries", "Users", "Jobs", "Clients", "Tasks", "Divisions", 
 
 
 @pytest_twisted.async_yield_fixture(scope="module")
-async def stack():
+async def stack() -> AsyncIterator[Stack]:
     running = await start_stack(page_size=1000)
     yield running
     await running.stop()
 
 
-async def read_all(stack: Stack, url: str, headers=None, token=ADMIN_TOKEN) -> tuple[list[dict], list[dict]]:
+async def read_all(
+    stack: Stack, url: str, headers: Optional[Mapping[str, str]] = None, token: Optional[str] = ADMIN_TOKEN
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Follow nextLinks as Power BI does; return the rows and every page's body."""
-    rows, pages = [], []
-    next_url = url
+    rows: list[dict[str, Any]] = []
+    pages: list[dict[str, Any]] = []
+    next_url: Optional[str] = url
     while next_url is not None:
         reply = await stack.get(next_url, token=token, headers=headers)
         assert reply.code == 200, reply.body
@@ -63,7 +69,7 @@ async def test_service_document(stack: Stack) -> None:
 
 async def raw_exchange(stack: Stack, request: bytes) -> bytes:
     """Everything the service answers to ``request`` on a connection of its own (in a thread: the socket blocks)."""
-    port = stack.port.getHost().port
+    port = cast(IPv4Address, stack.port.getHost()).port
 
     def exchange() -> bytes:
         with socket.create_connection(("127.0.0.1", port)) as connection:
@@ -125,7 +131,7 @@ async def test_a_request_head_over_the_limit_or_unreadable_gets_an_odata_error(
 @pytest_twisted.ensureDeferred
 async def test_a_request_head_that_trickles_in_gets_408_in_its_time(stack: Stack) -> None:
     site = ODataSite(stack.service.resource(), head_seconds=0.2)
-    port = reactor.listenTCP(0, site, interface="127.0.0.1")
+    port = reactor.listenTCP(0, site, interface="127.0.0.1")  # type: ignore[arg-type]  # Twisted: listenTCP's ServerFactory is invariant in its protocol
     try:
         slow = Stack(stack.company, stack.simulator, stack.provider, port, "", stack.service)
         # A whole request is answered; the next, never finished, is refused.
@@ -151,14 +157,16 @@ async def test_a_request_head_that_trickles_in_gets_408_in_its_time(stack: Stack
         # The whole answer, to its last chunk, came first.
         assert first.startswith(b"HTTP/1.1 200 OK\r\n") and first.endswith(b"]}\r\n0\r\n\r\n")
     finally:
-        await port.stopListening()
+        await cast(Deferred[None], port.stopListening())
 
 
 @pytest_twisted.ensureDeferred
 async def test_metadata_is_valid_csdl_xml_for_power_bi(stack: Stack) -> None:
     reply = await stack.get("$metadata", headers=POWER_BI_HEADERS)
     assert reply.code == 200
-    assert reply.header("content-type").startswith("application/xml")
+    content_type = reply.header("content-type")
+    assert content_type is not None
+    assert content_type.startswith("application/xml")
     validate_xml_40(reply.body)
     validate_xml_401(reply.body)
     assert b'Name="CustomField_' in reply.body
@@ -167,13 +175,13 @@ async def test_metadata_is_valid_csdl_xml_for_power_bi(stack: Stack) -> None:
 @pytest_twisted.ensureDeferred
 async def test_metadata_json_when_asked_unambiguously(stack: Stack) -> None:
     reply = await stack.get("$metadata?$format=json")
-    assert reply.code == 200 and reply.header("content-type").startswith("application/json")
+    content_type = reply.header("content-type")
+    assert content_type is not None
+    assert reply.code == 200 and content_type.startswith("application/json")
     validate_json(reply.json())
-    assert (
-        (await stack.get("$metadata", headers={"Accept": "application/json"}))
-        .header("content-type")
-        .startswith("application/json")
-    )
+    content_type = (await stack.get("$metadata", headers={"Accept": "application/json"})).header("content-type")
+    assert content_type is not None
+    assert content_type.startswith("application/json")
 
 
 @pytest_twisted.ensureDeferred
@@ -217,7 +225,7 @@ async def test_max_page_size_preference(stack: Stack) -> None:
 @pytest_twisted.ensureDeferred
 async def test_tableau_style_top_and_skip(stack: Stack) -> None:
     expected = [entry.ID for entry in stack.company.time_entries]
-    collected = []
+    collected: list[str] = []
     for skip in range(0, len(expected), 700):
         reply = await stack.get(f"TimeEntries?$top=700&$skip={skip}")
         body = reply.json()
@@ -240,7 +248,9 @@ async def test_count(stack: Stack) -> None:
     total = len(stack.company.time_entries)
     reply = await stack.get("TimeEntries/$count", headers=POWER_BI_HEADERS)
     assert reply.code == 200 and reply.body == str(total).encode()
-    assert reply.header("content-type").startswith("text/plain")
+    content_type = reply.header("content-type")
+    assert content_type is not None
+    assert content_type.startswith("text/plain")
     body = (await stack.get("TimeEntries?$count=true&$top=0")).json()
     assert body["@odata.count"] == total and body["value"] == []
 
@@ -273,7 +283,9 @@ async def test_entity_property_value_and_navigation(stack: Stack) -> None:
         "value": entry.Comment,
     }
     raw = await stack.get(f"TimeEntries('{entry.ID}')/Comment/$value")
-    assert raw.body.decode() == entry.Comment and raw.header("content-type").startswith("text/plain")
+    content_type = raw.header("content-type")
+    assert content_type is not None
+    assert raw.body.decode() == entry.Comment and content_type.startswith("text/plain")
 
     job = (await stack.get(f"TimeEntries('{entry.ID}')/Job")).json()
     assert job["ID"] == entry.JobID and job["@odata.context"] == f"{stack.url}$metadata#Jobs/$entity"
@@ -321,11 +333,13 @@ async def test_standard_user_sees_own_records_and_no_rates(stack: Stack) -> None
     "authorization",
     [None, basic("not-a-token"), basic(ADMIN_TOKEN, user="admin"), "Bearer not-a-token", "Basic ???"],
 )
-async def test_missing_or_rejected_credentials_get_the_basic_challenge(stack: Stack, authorization) -> None:
+async def test_missing_or_rejected_credentials_get_the_basic_challenge(stack: Stack, authorization: Optional[str]) -> None:
     headers = {"Authorization": authorization} if authorization else {}
     reply = await stack.get("TimeEntries", token=None, headers=headers)
     assert reply.code == 401
-    assert reply.header("www-authenticate").startswith('Basic realm="ClickTime OData"')
+    challenge = reply.header("www-authenticate")
+    assert challenge is not None
+    assert challenge.startswith('Basic realm="ClickTime OData"')
     assert set(reply.json()["error"]) == {"code", "message", "target", "details"}
 
 
@@ -403,16 +417,16 @@ async def test_gzip(stack: Stack) -> None:
 async def test_gzip_of_a_file_with_a_length(stack: Stack) -> None:
     # Static files set Content-Length for their plain bytes: a gzip answer must not keep it.
     service = ODataService(stack.provider, console=console_resource(basic_user="clicktime", realm="ClickTime OData"))
-    port = reactor.listenTCP(0, service.site(), interface="127.0.0.1")
+    port = reactor.listenTCP(0, service.site(), interface="127.0.0.1")  # type: ignore[arg-type]  # Twisted: listenTCP's ServerFactory is invariant in its protocol
     try:
         response = await Agent(reactor).request(
             b"GET",
-            b"http://127.0.0.1:%d/console/static/console.js" % port.getHost().port,
+            b"http://127.0.0.1:%d/console/static/console.js" % cast(IPv4Address, port.getHost()).port,
             Headers({"Accept-Encoding": ["gzip"]}),
         )
         body = await treq.content(response)
     finally:
-        await port.stopListening()
+        await cast(Deferred[None], port.stopListening())
         service.close()
     assert response.headers.getRawHeaders("content-encoding") == ["gzip"]
     assert response.headers.getRawHeaders("content-length") in (None, [str(len(body))])

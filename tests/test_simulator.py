@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import pytest
-import pytest_twisted
+import pytest_twisted  # type: ignore[import-untyped]  # no py.typed marker, no stubs
 import treq
 from twisted.web.client import HTTPConnectionPool, ResponseFailed, ResponseNeverReceived
 from twisted.web.http_headers import Headers
@@ -69,7 +69,9 @@ class Api:
         headers: dict[str, str] | None = None,
         timeout: float | None = None,
     ) -> Reply:
-        sent = dict(headers or {})
+        # What treq's headers= takes, from the pairs: a dict[str, str] is no dict[str | bytes, str | bytes]
+        # (dict keys are invariant), nor may a dict literal go straight to treq (mypy cannot choose its type).
+        sent: dict[str | bytes, str | bytes] = dict((headers or {}).items())
         if self.token is not None:
             sent.setdefault("Authorization", f"Token {self.token}")
         url = path if path.startswith("http") else self.running.base_url + path
@@ -726,9 +728,10 @@ async def test_a_malformed_fault_answers_200_with_a_body_that_is_not_json(admin:
 @pytest_twisted.ensureDeferred
 async def test_a_truncated_fault_sends_half_the_body(admin: Api) -> None:
     admin.running.simulator.faults.add(FaultRule("truncated"))
+    headers: dict[str | bytes, str | bytes] = {"Authorization": f"Token {admin.token}"}  # as in Api.send
     response = await treq.get(
         admin.running.base_url + "/Jobs",
-        headers={"Authorization": f"Token {admin.token}"},
+        headers=headers,
         pool=admin.pool,
         unbuffered=True,
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-import pytest_twisted
+import pytest_twisted  # type: ignore[import-untyped]  # no py.typed marker, no stubs
 
 from odata_klein.slicing import SLICE_SECONDS, kept
 

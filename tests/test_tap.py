@@ -11,9 +11,10 @@ import subprocess
 import sys
 from importlib.metadata import distribution
 from pathlib import Path
+from typing import cast
 
 import pytest
-import pytest_twisted
+import pytest_twisted  # type: ignore[import-untyped]  # no py.typed marker, no stubs
 import treq
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -21,13 +22,15 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from twisted.application.service import IServiceMaker
 from twisted.internet import reactor
+from twisted.internet.address import IPv4Address
+from twisted.internet.defer import Deferred
 from twisted.internet.ssl import Certificate
 from twisted.web.client import Agent, BrowserLikePolicyForHTTPS
 from twisted.plugin import getPlugins
 from twisted.python import usage
 from twisted.web.server import Site
 
-from harness import ADMIN_TOKEN, Observed, basic, small_company
+from harness import ADMIN_TOKEN, Observed, TreqHeaders, basic, small_company
 from odata_klein.interfaces import IProviderFactory
 from odata_klein.plugins import provider_factories
 from odata_klein.tap import ODataServerService
@@ -40,7 +43,7 @@ def _installed_editable() -> bool:
     return bool(json.loads(direct_url).get("dir_info", {}).get("editable"))
 
 
-def _service_maker():
+def _service_maker() -> IServiceMaker:
     makers = {maker.tapname: maker for maker in getPlugins(IServiceMaker)}
     if "odata-clicktime" not in makers and _installed_editable():
         pytest.skip("an editable install cannot register the twist drop-in; the suite runs against pip install .")
@@ -81,7 +84,7 @@ def test_options() -> None:
 
 
 @pytest_twisted.ensureDeferred
-async def test_demo_serves_a_generated_company(capfd) -> None:
+async def test_demo_serves_a_generated_company(capfd: pytest.CaptureFixture[str]) -> None:
     options = _service_maker().options()
     options.parseOptions(
         ["--demo", "--demo-entries", "300", "--listen", "tcp:0:interface=127.0.0.1", "--page-size", "100",
@@ -97,7 +100,8 @@ async def test_demo_serves_a_generated_company(capfd) -> None:
         printed = capfd.readouterr().out
         assert f"OData service: {root}" in printed
         assert "ADMIN demo token:    demo-admin" in printed and "STANDARD demo token: demo-standard" in printed
-        response = await treq.get(root + "TimeEntries/$count", headers={"Authorization": basic("demo-admin")})
+        headers: TreqHeaders = {"Authorization": basic("demo-admin")}
+        response = await treq.get(root + "TimeEntries/$count", headers=headers)
         assert (await response.text()) == "300"
         health = await treq.get(root + "health")
         assert health.code == 200
@@ -150,23 +154,22 @@ async def test_listens_on_a_tls_endpoint_and_links_over_https(tmp_path: Path) ->
         assert root.startswith("https://127.0.0.1:")
         trusted = Certificate.loadPEM(certificate_file.read_bytes())
         client = treq.client.HTTPClient(Agent(reactor, BrowserLikePolicyForHTTPS(trustRoot=trusted)))
-        response = await client.get(
-            root + "TimeEntries?$select=ID",
-            headers={"Authorization": basic("demo-admin"), "Prefer": "odata.maxpagesize=20"},
-        )
+        headers: TreqHeaders = {"Authorization": basic("demo-admin"), "Prefer": "odata.maxpagesize=20"}
+        response = await client.get(root + "TimeEntries?$select=ID", headers=headers)
         page = await response.json()
         assert response.code == 200 and len(page["value"]) == 20
         # Clients follow these links: they must stay on TLS.
         assert page["@odata.context"] == root + "$metadata#TimeEntries(ID)"
         assert page["@odata.nextLink"].startswith(root + "TimeEntries?")
-        following = await client.get(page["@odata.nextLink"], headers={"Authorization": basic("demo-admin")})
+        authorized: TreqHeaders = {"Authorization": basic("demo-admin")}
+        following = await client.get(page["@odata.nextLink"], headers=authorized)
         assert len((await following.json())["value"]) == 10
     finally:
         await service.stopService()
 
 
 @pytest_twisted.ensureDeferred
-async def test_demo_tokens_are_not_the_seeds(capfd) -> None:
+async def test_demo_tokens_are_not_the_seeds(capfd: pytest.CaptureFixture[str]) -> None:
     """The demo's data is seeded; its tokens must not be, or anyone could read a demo that listens widely."""
     options = _service_maker().options()
     options.parseOptions(["--demo", "--demo-entries", "30", "--listen", "tcp:0:interface=127.0.0.1"])
@@ -178,7 +181,8 @@ async def test_demo_tokens_are_not_the_seeds(capfd) -> None:
         admin = re.search(r"ADMIN demo token: +(\S+)", printed).group(1)  # type: ignore[union-attr]
         assert re.fullmatch(r"[A-Za-z0-9]{40}", admin)
         assert admin not in generate_company(entries=30).tokens
-        response = await treq.get(root + "TimeEntries/$count", headers={"Authorization": basic(admin)})
+        headers: TreqHeaders = {"Authorization": basic(admin)}
+        response = await treq.get(root + "TimeEntries/$count", headers=headers)
         assert (await response.text()) == "30"
     finally:
         await service.stopService()
@@ -199,21 +203,22 @@ async def test_upstream_options_bound_the_requests_in_flight(arguments: list[str
     # Answers come late, so that every request the service makes ahead is in flight at once.
     simulator.faults.add(FaultRule("slow", path="/v2/TimeEntries", delay=0.2, times=None))
     observed = Observed(simulator.resource())
-    upstream = reactor.listenTCP(0, Site(observed), interface="127.0.0.1")
+    upstream = reactor.listenTCP(0, Site(observed), interface="127.0.0.1")  # type: ignore[arg-type]  # Twisted: listenTCP's ServerFactory is invariant in its protocol
     options = _service_maker().options()
     options.parseOptions(
-        ["--upstream", f"http://127.0.0.1:{upstream.getHost().port}/v2", "--listen", "tcp:0:interface=127.0.0.1",
+        ["--upstream", f"http://127.0.0.1:{cast(IPv4Address, upstream.getHost()).port}/v2", "--listen", "tcp:0:interface=127.0.0.1",
          "--page-size", "2500", *arguments]
     )
     service = _service_maker().makeService(options)
     service.startService()
     try:
         root = await service.started()
-        response = await treq.get(root + "TimeEntries", headers={"Authorization": basic(ADMIN_TOKEN)})
+        headers: TreqHeaders = {"Authorization": basic(ADMIN_TOKEN)}
+        response = await treq.get(root + "TimeEntries", headers=headers)
         assert len((await response.json())["value"]) == 2500
     finally:
         await service.stopService()
-        await upstream.stopListening()
+        await cast(Deferred[None], upstream.stopListening())
     pages = [arrival for arrival in observed.arrivals if arrival.params.get("limit") == ["500"]]
     assert sorted(int(arrival.params["offset"][0]) for arrival in pages) == [0, 500, 1000, 1500, 2000]
     assert observed.peak == {ADMIN_TOKEN: peak}

@@ -1,6 +1,7 @@
 """
-The shipped code type-checks: mypy, with the zope.interface plugin (Twisted's
-interfaces are zope ones), over what pyproject.toml's [tool.mypy] names.
+The code type-checks: mypy, with the zope.interface plugin (Twisted's
+interfaces are zope ones), over what pyproject.toml's [tool.mypy] names:
+the shipped packages, the tests and the benchmarks.
 """
 
 from __future__ import annotations

@@ -7,18 +7,19 @@ timeouts, and a dropped connection when the response had already started.
 from __future__ import annotations
 
 import json
+from typing import Any, AsyncIterator, Iterator, TypedDict
 
 import pytest
-import pytest_twisted
+import pytest_twisted  # type: ignore[import-untyped]  # no py.typed marker, no stubs
 import treq
 from twisted.web.client import ResponseFailed
 
-from harness import ADMIN_TOKEN, Stack, basic, small_company, start_stack
+from harness import ADMIN_TOKEN, Reply, Stack, TreqHeaders, basic, small_company, start_stack
 from odata_klein_plugins.clicktime.simulator import FaultRule
 
 
 @pytest_twisted.async_yield_fixture(scope="module")
-async def stack():
+async def stack() -> AsyncIterator[Stack]:
     running = await start_stack(page_size=1000)
     # Let the service learn the caller (/Me, custom fields) before faults start.
     assert (await running.get("Divisions")).code == 200
@@ -27,12 +28,12 @@ async def stack():
 
 
 @pytest.fixture(autouse=True)
-def clear_faults(stack: Stack):
+def clear_faults(stack: Stack) -> Iterator[None]:
     yield
     stack.simulator.faults.clear()
 
 
-def error_of(reply) -> dict:
+def error_of(reply: Reply) -> dict[str, Any]:
     body = reply.json()
     assert set(body["error"]) == {"code", "message", "target", "details"}
     return body["error"]
@@ -50,7 +51,8 @@ async def test_throttling_that_persists_is_503_with_retry_after(stack: Stack) ->
     stack.simulator.faults.add(FaultRule("status", path="TimeEntries", status=429, retry_after=0, times=None))
     reply = await stack.get("TimeEntries?$top=5")
     assert reply.code == 503
-    assert reply.header("retry-after") is not None and int(reply.header("retry-after")) >= 0
+    retry_after = reply.header("retry-after")
+    assert retry_after is not None and int(retry_after) >= 0
     error_of(reply)
 
 
@@ -94,13 +96,14 @@ async def test_failure_after_streaming_started_cuts_the_response(stack: Stack) -
     # Upstream pages are 500 entries; the first two pass, every later one fails,
     # after the service has already sent the first rows.
     stack.simulator.faults.add(FaultRule("status", path="TimeEntries", status=500, after=2, times=None))
+    headers: TreqHeaders = {"Authorization": basic(ADMIN_TOKEN), "Prefer": "odata.maxpagesize=2500"}
     response = await treq.get(
         (stack.url + "TimeEntries").encode(),
-        headers={"Authorization": basic(ADMIN_TOKEN), "Prefer": "odata.maxpagesize=2500"},
+        headers=headers,
         unbuffered=True,
     )
     assert response.code == 200
-    received = []
+    received: list[bytes] = []
     with pytest.raises(ResponseFailed):
         await treq.collect(response, received.append)
     body = b"".join(received)
@@ -110,7 +113,7 @@ async def test_failure_after_streaming_started_cuts_the_response(stack: Stack) -
 
 
 @pytest_twisted.async_yield_fixture(scope="module")
-async def impatient_stack():
+async def impatient_stack() -> AsyncIterator[Stack]:
     running = await start_stack(small_company(200), timeout=0.3, deadline=0.9)
     assert (await running.get("Divisions")).code == 200
     yield running
@@ -132,18 +135,26 @@ class _Leave(Exception):
     """Raised by a body collector to drop the connection (treq closes it then)."""
 
 
+class _FirstChunk(TypedDict, total=False):
+    """What a body collector saw when the first chunk came."""
+
+    data: bytes
+    held_back: int
+
+
 @pytest_twisted.ensureDeferred
 async def test_rows_stream_before_the_last_upstream_page(stack: Stack) -> None:
     # Upstream pages from the third of 5 on are held back for 30 s: rows that
     # arrive now went out before the last upstream page was answered.
     stack.simulator.faults.add(FaultRule("slow", path="TimeEntries", after=2, delay=30, times=None))
+    headers: TreqHeaders = {"Authorization": basic(ADMIN_TOKEN), "Prefer": "odata.maxpagesize=2500"}
     response = await treq.get(
         (stack.url + "TimeEntries").encode(),
-        headers={"Authorization": basic(ADMIN_TOKEN), "Prefer": "odata.maxpagesize=2500"},
+        headers=headers,
         unbuffered=True,
     )
     assert response.code == 200
-    seen: dict[str, object] = {}
+    seen: _FirstChunk = {}
 
     def first_chunk(data: bytes) -> None:
         seen["data"] = data

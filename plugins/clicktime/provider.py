@@ -220,7 +220,7 @@ class ClickTimeSession:
             # Users who may not read definitions still get CustomFields as JSON.
             return []
         finally:
-            await pages.aclose()  # type: ignore[attr-defined]
+            await pages.aclose()
         return records
 
     async def caller(self) -> Caller:

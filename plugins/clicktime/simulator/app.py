@@ -677,7 +677,7 @@ class _Store:
         self._new_ids = random.Random(len(self._by_id))
 
     def records(self, entity_set: _EntitySet) -> list[Any]:
-        return getattr(self.company, entity_set.attribute)  # type: ignore[no-any-return]
+        return getattr(self.company, entity_set.attribute)
 
     def lookup(self, record_id: str) -> Record | None:
         return self._by_id.get(record_id)
@@ -839,7 +839,7 @@ class _Call:
 
     def body(self) -> dict[str, object]:
         try:
-            body = json.loads(self.request.content.read() or b"null")  # type: ignore[attr-defined]
+            body = json.loads(self.request.content.read() or b"null")
         except ValueError:
             raise _ApiError(400, "The request body is not valid JSON.") from None
         if not isinstance(body, dict):
@@ -1223,7 +1223,7 @@ class Simulator:
                 }
             case ["faults"], "POST":
                 try:
-                    rule = FaultRule.from_json(json.loads(request.content.read() or b"null"))  # type: ignore[attr-defined]
+                    rule = FaultRule.from_json(json.loads(request.content.read() or b"null"))
                 except (ValueError, TypeError) as error:
                     status, answer = 400, {"error": str(error)}
                 else:
