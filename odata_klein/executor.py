@@ -125,6 +125,7 @@ class RowStream:
         self._encoder = encoder if writes else None
         self._writer: Optional[tuple[RecordReader, Callable[[Any], str]]] = None
         self._scanned: Cursor = None
+        self._exhausted = False
 
     @property
     def scanned(self) -> Cursor:
@@ -134,6 +135,11 @@ class RowStream:
         out has been dealt with.
         """
         return self._scanned
+
+    @property
+    def exhausted(self) -> bool:
+        """The provider said its last batch was the last: no rows follow."""
+        return self._exhausted
 
     @property
     def writes(self) -> bool:
@@ -151,6 +157,7 @@ class RowStream:
             return None
         if len(batch.cursors):
             self._scanned = batch.cursors[-1]
+        self._exhausted = batch.last
         reader = batch.reader
         if self._encoder is not None:
             write = self._writer_for(reader) if reader is not None else self._encoder.encode

@@ -89,12 +89,15 @@ class RowBatch:
 
     With a ``reader``, ``rows`` are the backend's JSON records, and the
     engine turns them into rows with it, or writes them as OData JSON
-    directly when it needs no typed row (`odata_klein.records`).
+    directly when it needs no typed row (`odata_klein.records`).  ``last``
+    says, when the provider knows it, that no batch follows: a page that
+    ends on time then needs no nextLink.
     """
 
     rows: Sequence[Any]
     cursors: Sequence[Cursor]
     reader: Optional["RecordReader"] = None
+    last: bool = False
 
 
 @dataclass

@@ -53,7 +53,7 @@ class TimeLimit:
     """
     End a page ``seconds`` after it starts, at the end of the batch then
     being read, resuming at ``scanned()``: the cursor after the last row
-    read, kept or not.
+    read, kept or not (None: the page goes on).
     """
 
     clock: IReactorTime

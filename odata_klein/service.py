@@ -827,7 +827,9 @@ class ODataService:
         """When a page of ``stream``'s rows ends on time, if ever."""
         if self._page_seconds is None:
             return None
-        return TimeLimit(self._clock, self._page_seconds, lambda: stream.scanned)
+        # Where nothing follows, the page goes on to its end rather than
+        # link to an empty one.
+        return TimeLimit(self._clock, self._page_seconds, lambda: None if stream.exhausted else stream.scanned)
 
     @staticmethod
     def _attacher(

@@ -94,6 +94,15 @@ async def test_pages_ahead_stay_within_max_rows() -> None:
     assert listing.asked == [(0, 100), (100, 100), (200, 50)]
 
 
+@pytest.mark.parametrize(("max_rows", "pages"), [(None, 10), (250, 3)])
+@pytest_twisted.ensureDeferred
+async def test_only_the_last_page_says_it_is_last(max_rows: Optional[int], pages: int) -> None:
+    listing = Listing(950)
+    iterated = iterate_pages(listing.fetch, offset=0, page_limit=100, max_rows=max_rows, reactor_turn=no_turn, ahead=3)
+    lasts = [page.last async for page in answered(listing, iterated)]
+    assert lasts == [False] * (pages - 1) + [True]
+
+
 @pytest.mark.parametrize("ahead", [1, 2, 4])
 @pytest_twisted.ensureDeferred
 async def test_answers_shorter_than_asked_skip_and_repeat_nothing(ahead: int) -> None:

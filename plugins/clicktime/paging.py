@@ -20,7 +20,7 @@ latency.
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, AsyncGenerator, Awaitable, Callable, Coroutine, Deque, Mapping, Optional
 
 from twisted.internet.defer import Deferred, ensureDeferred
@@ -38,6 +38,8 @@ class Page:
     rows: list[dict[str, Any]]
     offset: int
     count: Optional[int]
+    # No rows follow it in this iteration (set by `iterate_pages`).
+    last: bool = False
 
 
 def page_count(envelope: Envelope) -> Optional[int]:
@@ -150,6 +152,6 @@ async def iterate_pages(
                     unrequested = request(unrequested)
                 if len(in_flight) > requested:
                     await reactor_turn()
-            yield page
+            yield replace(page, last=not more)
     finally:
         drop_in_flight()

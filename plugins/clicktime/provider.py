@@ -400,14 +400,16 @@ class ClickTimeResult:
             return
         if self._single or self._unpaged:
             records = (await self._whole())[self._resume:]
-            yield RowBatch(records, range(self._resume + 1, self._resume + 1 + len(records)), self._reader)
+            yield RowBatch(records, range(self._resume + 1, self._resume + 1 + len(records)), self._reader, last=True)
             return
         pages = self._session.pages(
             self._path, self._plan.params, self._resume, self._info.page_limit, self._max_rows
         )
         try:
             async for page in pages:
-                yield RowBatch(page.rows, range(page.offset + 1, page.offset + 1 + len(page.rows)), self._reader)
+                yield RowBatch(
+                    page.rows, range(page.offset + 1, page.offset + 1 + len(page.rows)), self._reader, last=page.last
+                )
         finally:
             await pages.aclose()
 

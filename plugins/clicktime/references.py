@@ -240,7 +240,7 @@ class CachedResult:
         end = len(self._rows) if self._limit is None else min(len(self._rows), self._resume + self._limit)
         if start < end:
             # Copies: the engine may add expanded navigation values to the rows it is given.
-            yield RowBatch([dict(row) for row in self._rows[start:end]], range(start + 1, end + 1))
+            yield RowBatch([dict(row) for row in self._rows[start:end]], range(start + 1, end + 1), last=True)
 
     async def count(self) -> int:
         return len(self._rows)
