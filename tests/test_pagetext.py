@@ -15,7 +15,7 @@ import pytest_twisted  # type: ignore[import-untyped]  # no py.typed marker, no 
 import treq
 from twisted.internet.task import Clock
 
-from harness import ADMIN_TOKEN, TreqHeaders, basic, records_of, small_company, start_stack
+from harness import ADMIN_TOKEN, STANDARD_TOKEN, TreqHeaders, basic, records_of, small_company, start_stack
 from odata_klein.pagetext import Batch, PageEnd, TimeLimit, page_chunks
 
 
@@ -144,3 +144,44 @@ async def test_pages_ending_on_time_together_hold_exactly_the_matching_rows() ->
         assert sizes[:6] == [200, 200, 100, 200, 200, 100]
     finally:
         await stack.stop()
+
+
+async def every_row(url: str, token: str) -> tuple[list[dict[str, Any]], Optional[int]]:
+    """Every row from ``url`` on, following nextLinks, and the first page's @odata.count."""
+    headers: TreqHeaders = {"Authorization": basic(token), "Prefer": "odata.maxpagesize=700"}
+    rows: list[dict[str, Any]] = []
+    count = None
+    next_url: Optional[str] = url
+    while next_url is not None:
+        response = await treq.get(next_url, headers=headers)
+        page: dict[str, Any] = await response.json()
+        assert response.code == 200, page
+        count = page.get("@odata.count", count)
+        rows += page["value"]
+        next_url = page.get("@odata.nextLink")
+    return rows, count
+
+
+@pytest_twisted.ensureDeferred
+async def test_ending_pages_on_time_changes_where_pages_end_never_the_rows() -> None:
+    company = small_company(entries=2500)
+    on_time = await start_stack(company, page_size=1000, page_seconds=0)
+    whole = await start_stack(company, page_size=1000)
+    try:
+        for query in (
+            "TimeEntries?$filter=Hours gt 6&$expand=Job($select=Name),User($select=Name)&$select=ID,Hours",
+            "TimeEntries?$search=review OR meeting&$select=ID,Comment&$count=true",
+            "TimeEntries?$compute=Hours mul 2 as Double&$filter=Double gt 13&$select=ID,Double&$skip=30&$top=200",
+            "TimeEntries?$orderby=Date desc&$filter=Hours lt 1&$select=ID,Date",
+            "TimeEntries?$filter=CustomField_Overtime eq true&$select=ID,CustomFieldsStr&$count=true",
+            "Timesheets?$filter=Status eq 'Approved' and StartDate ge 2026-01-01&$select=ID,UserID",
+            "Jobs?$filter=contains(Name,'a')&$select=ID,Name&$skip=3",
+        ):
+            url = quote(query, safe="?$=&(),'/:@*;")
+            for token in (ADMIN_TOKEN, STANDARD_TOKEN):
+                ended, count = await every_row(on_time.url + url, token)
+                assert ended or token == STANDARD_TOKEN, query  # each query finds rows for the admin
+                assert (ended, count) == await every_row(whole.url + url, token), (query, token)
+    finally:
+        await on_time.stop()
+        await whole.stop()
