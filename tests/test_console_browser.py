@@ -407,6 +407,17 @@ async def test_explain_tab(site: str, chromium: _Browser) -> None:
             assert all(row[0] == "GET" and not row[1].startswith("http") for row in requests)
             assert ADMIN_TOKEN not in page.text_content("body")
             page.screenshot(path=ARTIFACTS / "09-explain.png")
+            # After "Load next page" the account covers every row shown: both responses' requests.
+            page.fill("#url", site + "TimeEntries?$select=ID")
+            _run(page)
+            sync_api.expect(page.locator("#explain p.hint").last).to_have_text(f"{PAGE_SIZE} rows written in this response.")
+            first_requests = page.locator("#explain-requests tbody tr").count()
+            page.click("#tab-results")
+            page.click("#next-page")
+            page.wait_for_selector(f"#row-count:text('{2 * PAGE_SIZE} rows')")
+            page.click("#tab-explain")
+            sync_api.expect(page.locator("#explain p.hint").last).to_have_text(f"{2 * PAGE_SIZE} rows written in 2 responses.")
+            assert page.locator("#explain-requests tbody tr").count() > first_requests >= 1
             # A single entity carries no explanation.
             page.fill("#url", site + f"TimeEntries('{entry['ID']}')")
             _run(page)

@@ -543,7 +543,8 @@
 
   // --- running a query -----------------------------------------------------------------
 
-  const run = { rows: [], nextLink: null, started: 0 };
+  // The rows shown, the link to more, and the service's account of every response they came in.
+  const run = { rows: [], nextLink: null, started: 0, explanations: [] };
 
   // The service's account of how it answered a collection request: asked for on
   // every run, shown in the Explain tab, never as a row.
@@ -579,7 +580,14 @@
     }
     showHeaders(response);
     byId("raw").textContent = body === null ? text : JSON.stringify(body, null, 2);
-    renderExplanation(response.ok ? body?.[EXPLAIN_ANNOTATION] : undefined);
+    const explanation = response.ok ? body?.[EXPLAIN_ANNOTATION] : undefined;
+    if (explanation && typeof explanation === "object") {
+      // "Load next page" adds its response's account to those of the rows already shown.
+      run.explanations = append ? run.explanations.concat([explanation]) : [explanation];
+      renderExplanation(mergedExplanation(run.explanations));
+    } else {
+      renderExplanation(undefined);
+    }
     if (!response.ok) {
       status.textContent = `${response.status} ${response.statusText} · ${elapsed} ms`;
       if (!append) {
@@ -612,6 +620,19 @@
       element("caption", { text: `HTTP ${response.status} ${response.statusText}` }), ...rows);
   }
 
+  // One account of several responses: what ClickTime applied and what the
+  // service evaluated (the same for every page), every request, every row.
+  function mergedExplanation(explanations) {
+    const union = (key) => [...new Set(explanations.flatMap((explanation) => explanation[key] || []))];
+    return {
+      pushedDown: union("pushedDown"),
+      evaluatedByService: union("evaluatedByService"),
+      upstreamRequests: explanations.flatMap((explanation) => explanation.upstreamRequests || []),
+      rowsWritten: explanations.reduce((sum, explanation) => sum + (explanation.rowsWritten ?? 0), 0),
+      responses: explanations.length,
+    };
+  }
+
   function renderExplanation(explanation) {
     const panel = byId("explain");
     if (!explanation || typeof explanation !== "object") {
@@ -637,7 +658,8 @@
       list(explanation.evaluatedByService, "nothing"),
       element("h3", { text: "Requests to ClickTime" }),
       element("div", { class: "table-wrap" }, requests),
-      element("p", { class: "hint", text: `${explanation.rowsWritten ?? "?"} rows written in this response.` }),
+      element("p", { class: "hint", text: `${explanation.rowsWritten} rows written in ${
+        explanation.responses === 1 ? "this response" : `${explanation.responses} responses`}.` }),
     );
   }
 
