@@ -93,22 +93,26 @@ async def test_a_page_that_fills_in_time_ends_as_without_a_limit() -> None:
 # --- through the service -----------------------------------------------------------------------------
 
 
-async def read_all(url: str, page_size: Optional[int] = None) -> tuple[list[str], list[int]]:
-    """The IDs of every page from ``url`` on, following nextLinks, and each page's size."""
-    headers: TreqHeaders = {"Authorization": basic(ADMIN_TOKEN)}
+async def pages_of(url: str, *, token: str = ADMIN_TOKEN, page_size: Optional[int] = None) -> list[dict[str, Any]]:
+    """Every page from ``url`` on, following nextLinks."""
+    headers: TreqHeaders = {"Authorization": basic(token)}
     if page_size is not None:
         headers["Prefer"] = f"odata.maxpagesize={page_size}"
-    ids: list[str] = []
-    sizes: list[int] = []
+    pages: list[dict[str, Any]] = []
     next_url: Optional[str] = url
     while next_url is not None:
         response = await treq.get(next_url, headers=headers)
         page: dict[str, Any] = await response.json()
         assert response.code == 200, page
-        ids += [row["ID"] for row in page["value"]]
-        sizes.append(len(page["value"]))
+        pages.append(page)
         next_url = page.get("@odata.nextLink")
-    return ids, sizes
+    return pages
+
+
+async def read_all(url: str, page_size: Optional[int] = None) -> tuple[list[str], list[int]]:
+    """The IDs of every page from ``url`` on, and each page's size."""
+    pages = await pages_of(url, page_size=page_size)
+    return [row["ID"] for page in pages for row in page["value"]], [len(page["value"]) for page in pages]
 
 
 @pytest_twisted.ensureDeferred
@@ -147,19 +151,9 @@ async def test_pages_ending_on_time_together_hold_exactly_the_matching_rows() ->
 
 
 async def every_row(url: str, token: str) -> tuple[list[dict[str, Any]], Optional[int]]:
-    """Every row from ``url`` on, following nextLinks, and the first page's @odata.count."""
-    headers: TreqHeaders = {"Authorization": basic(token), "Prefer": "odata.maxpagesize=700"}
-    rows: list[dict[str, Any]] = []
-    count = None
-    next_url: Optional[str] = url
-    while next_url is not None:
-        response = await treq.get(next_url, headers=headers)
-        page: dict[str, Any] = await response.json()
-        assert response.code == 200, page
-        count = page.get("@odata.count", count)
-        rows += page["value"]
-        next_url = page.get("@odata.nextLink")
-    return rows, count
+    """Every row from ``url`` on, in pages of 700, and the first page's @odata.count."""
+    pages = await pages_of(url, token=token, page_size=700)
+    return [row for page in pages for row in page["value"]], pages[0].get("@odata.count")
 
 
 @pytest_twisted.ensureDeferred
